@@ -1,0 +1,301 @@
+"""Settings from the environment (and `.env`) plus the policy file, checked once at start-up.
+
+Everything an operator can get wrong is reported together, in one message, so a broken deploy
+is fixed in one round trip instead of one restart per typo. Secrets are `SecretStr` and are never
+echoed back, not even in the problem list.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    SecretStr,
+    StrictBool,
+    ValidationError,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SLACK_API_DEFAULT = "https://slack.com/api/"
+
+# Where people find each value; printed next to a missing or malformed setting.
+_WHERE = {
+    "SLACK_BOT_TOKEN": "the Slack app's 'OAuth & Permissions' page, 'Bot User OAuth Token' "
+    "(xoxb-…)",
+    "SLACK_SIGNING_SECRET": "the Slack app's 'Basic Information' page, 'App Credentials' → "
+    "'Signing Secret'",
+    "SLACK_APP_TOKEN": "the Slack app's 'Basic Information' page, 'App-Level Tokens' "
+    "(xapp-…, scope connections:write)",
+    "HUAWEICLOUD_SDK_AK": "Huawei Cloud console → 'My Credentials' → 'Access Keys'",
+    "HUAWEICLOUD_SDK_SK": "the credentials.csv downloaded when the access key was created",
+    "HUAWEICLOUD_SDK_PROJECT_ID": "Huawei Cloud console → 'My Credentials' → 'API Credentials' "
+    "(the project of the DWS region)",
+    "DWS_REGION": "the region of your clusters, e.g. ap-southeast-1 (or set DWS_ENDPOINT)",
+}
+
+
+class ConfigError(Exception):
+    """Start-up cannot go on; `problems` holds one line per thing to fix."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+    def render(self) -> str:
+        lines = ["snapcopy cannot start:"]
+        lines += [f"  - {problem}" for problem in self.problems]
+        return "\n".join(lines)
+
+
+class Settings(BaseSettings):
+    """Every setting of the contract; field names are the environment variables, lower-cased."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    slack_bot_token: SecretStr | None = Field(None, description="Bot token (xoxb-…).")
+    slack_signing_secret: SecretStr | None = Field(
+        None, description="Verifies that HTTP requests come from Slack (HTTP mode)."
+    )
+    slack_app_token: SecretStr | None = Field(
+        None, description="App-level token (xapp-…) for Socket Mode."
+    )
+    slack_api_url: str = Field(SLACK_API_DEFAULT, description="Base URL of Slack's Web API.")
+    huaweicloud_sdk_ak: SecretStr | None = Field(None, description="Access key (AK).")
+    huaweicloud_sdk_sk: SecretStr | None = Field(None, description="Secret key (SK).")
+    huaweicloud_sdk_project_id: str | None = Field(None, description="Project ID of the region.")
+    huaweicloud_sdk_security_token: SecretStr | None = Field(
+        None, description="Security token of temporary credentials."
+    )
+    dws_region: str | None = Field(None, description="Region, e.g. ap-southeast-1.")
+    dws_endpoint: str | None = Field(None, description="Explicit DWS endpoint; wins over region.")
+    dws_connect_timeout: PositiveFloat = Field(5.0, description="Seconds to connect to DWS.")
+    dws_read_timeout: PositiveFloat = Field(20.0, description="Seconds to wait for a DWS answer.")
+    snapcopy_db: Path = Field(Path("./snapcopy.db"), description="SQLite audit log.")
+    snapcopy_policy: Path = Field(Path("./snapcopy.toml"), description="Policy file (TOML).")
+    snapcopy_poll_seconds: PositiveFloat = Field(
+        15.0, description="How often to check a new copy's status."
+    )
+    snapcopy_follow_minutes: PositiveFloat = Field(
+        180.0, description="How long to follow a copy before giving up on it."
+    )
+    snapcopy_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level."
+    )
+    port: int = Field(3000, ge=1, le=65535, description="HTTP port of `snapcopy serve`.")
+
+    def problems_for(self, *, socket: bool = False, sandbox: bool = False) -> list[str]:
+        """What is missing for this way of running; empty when start-up can go on.
+
+        HTTP mode verifies Slack's signatures; Socket Mode needs the app-level token instead.
+        The sandbox talks to an in-process DWS stand-in, so it needs no cloud credentials.
+        """
+        needed = ["SLACK_BOT_TOKEN"]
+        needed.append("SLACK_APP_TOKEN" if socket else "SLACK_SIGNING_SECRET")
+        if not sandbox:
+            needed += ["HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK", "HUAWEICLOUD_SDK_PROJECT_ID"]
+        problems = [_missing(name) for name in needed if not _present(getattr(self, name.lower()))]
+        if not sandbox and not (self.dws_region or self.dws_endpoint):
+            problems.append(
+                "DWS_REGION or DWS_ENDPOINT is not set: set DWS_REGION to the region of your "
+                "clusters (e.g. ap-southeast-1), or DWS_ENDPOINT to a full https:// URL."
+            )
+        problems += self._shape_problems(socket=socket)
+        return problems
+
+    def _shape_problems(self, *, socket: bool) -> list[str]:
+        checks: list[tuple[str, SecretStr | None, str]] = [
+            ("SLACK_BOT_TOKEN", self.slack_bot_token, "xoxb-")
+        ]
+        if socket:
+            checks.append(("SLACK_APP_TOKEN", self.slack_app_token, "xapp-"))
+        problems = []
+        for name, secret, prefix in checks:
+            if _present(secret) and not secret.get_secret_value().startswith(prefix):  # type: ignore[union-attr]
+                problems.append(
+                    f"{name} does not start with '{prefix}': copy it from {_WHERE[name]}."
+                )
+        if self.dws_region and not re.fullmatch(r"[a-z]{2}(-[a-z0-9]+)+", self.dws_region):
+            problems.append(
+                f"DWS_REGION '{self.dws_region}' is not a region name like ap-southeast-1."
+            )
+        if self.dws_endpoint and not re.match(r"https?://[^/\s]+", self.dws_endpoint):
+            problems.append("DWS_ENDPOINT must be a URL such as https://dws.example.com.")
+        if not re.match(r"https?://", self.slack_api_url):
+            problems.append("SLACK_API_URL must be an http(s) URL ending in /api/.")
+        return problems
+
+
+def _present(value: SecretStr | str | None) -> bool:
+    if isinstance(value, SecretStr):
+        return bool(value.get_secret_value().strip())
+    return bool(value and value.strip())
+
+
+def _missing(name: str) -> str:
+    where = _WHERE.get(name)
+    return f"{name} is not set" + (f": find it in {where}." if where else ".")
+
+
+def _describe_validation_error(error: ValidationError, *, prefix: str = "") -> list[str]:
+    """One line per invalid field; the offending value is never printed (it may be a secret)."""
+    problems = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"])
+        name = (prefix + location) if prefix else location.upper()
+        problems.append(f"{name}: {item['msg']}.")
+    return problems
+
+
+def load_settings(*, socket: bool = False, sandbox: bool = False, **overrides: Any) -> Settings:
+    """Read the environment and `.env`; raise ConfigError listing every problem."""
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as error:
+        raise ConfigError(_describe_validation_error(error)) from None
+    problems = settings.problems_for(socket=socket, sandbox=sandbox)
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+# --- the policy file -------------------------------------------------------------------------
+
+
+class Role(StrEnum):
+    """Roles nest: an admin is also an approver, an approver also a requester."""
+
+    REQUESTER = "requester"
+    APPROVER = "approver"
+    ADMIN = "admin"
+
+
+ROLE_IMPLIES: dict[Role, frozenset[Role]] = {
+    Role.ADMIN: frozenset({Role.ADMIN, Role.APPROVER, Role.REQUESTER}),
+    Role.APPROVER: frozenset({Role.APPROVER, Role.REQUESTER}),
+    Role.REQUESTER: frozenset({Role.REQUESTER}),
+}
+
+_SLACK_ID = re.compile(r"[UWS][A-Z0-9]{2,}")
+
+
+def _slack_id(value: str) -> str:
+    if not _SLACK_ID.fullmatch(value):
+        raise ValueError(
+            f"'{value}' is not a Slack user ID (U…/W…) or user-group ID (S…); find it in the "
+            "person's profile → ⋮ → 'Copy member ID'"
+        )
+    return value
+
+
+SlackId = Annotated[str, AfterValidator(_slack_id)]
+
+
+class Roles(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    requester: tuple[SlackId, ...] = ()
+    approver: tuple[SlackId, ...] = ()
+    admin: tuple[SlackId, ...] = ()
+
+    def holders(self, role: Role) -> tuple[str, ...]:
+        held: tuple[str, ...] = getattr(self, role.value)
+        return held
+
+
+class Approval(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    required: StrictBool = True
+    allow_self_approval: StrictBool = False
+    expires_after_minutes: PositiveFloat = 240
+
+
+class Policy(BaseModel):
+    """Who may ask for a copy, who may approve one, and how approval works."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    roles: Roles = Roles()
+    approval: Approval = Approval()
+
+
+def parse_policy(text: str, source: str = "policy") -> Policy:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError([f"{source} is not valid TOML: {error}."]) from None
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(
+            [f"{source}: {line}" for line in _describe_policy_errors(error)]
+        ) from None
+
+
+def _describe_policy_errors(error: ValidationError) -> list[str]:
+    problems = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"] if not isinstance(part, int))
+        if item["type"] == "extra_forbidden":
+            problems.append(
+                f"unknown key '{key}' (known: [roles] requester, approver, admin; "
+                "[approval] required, allow_self_approval, expires_after_minutes)."
+            )
+        else:
+            message = str(item["msg"]).removeprefix("Value error, ")
+            problems.append(f"'{key}': {message}.")
+    return problems
+
+
+def load_policy(path: Path) -> Policy:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            [
+                f"policy file {path} does not exist: copy snapcopy.example.toml there and list "
+                "who may request and approve copies (or set SNAPCOPY_POLICY)."
+            ]
+        ) from None
+    except OSError as error:
+        raise ConfigError([f"policy file {path} cannot be read: {error.strerror}."]) from None
+    return parse_policy(text, source=str(path))
+
+
+def load_all(
+    *, socket: bool = False, sandbox: bool = False, **overrides: Any
+) -> tuple[Settings, Policy]:
+    """Settings and policy together, so that one message lists the problems of both."""
+    problems: list[str] = []
+    settings: Settings | None = None
+    try:
+        settings = load_settings(socket=socket, sandbox=sandbox, **overrides)
+    except ConfigError as error:
+        problems += error.problems
+    policy_path = (
+        settings.snapcopy_policy
+        if settings
+        else Path(
+            overrides.get("snapcopy_policy") or os.environ.get("SNAPCOPY_POLICY", "./snapcopy.toml")
+        )
+    )
+    policy: Policy | None = None
+    try:
+        policy = load_policy(policy_path)
+    except ConfigError as error:
+        problems += error.problems
+    if problems or settings is None or policy is None:
+        raise ConfigError(problems)
+    return settings, policy
