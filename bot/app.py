@@ -7,15 +7,33 @@ worker after the fork, or by Socket Mode), so threads and connections belong to 
 from __future__ import annotations
 
 import logging
+import secrets
+import threading
 from dataclasses import dataclass, field
+from typing import Any
 
+import httpx
 from slack_bolt import App
 from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+)
 
 from bot.config import Policy, Settings
+from bot.copies import CopyService, Stopping
+from bot.dws.client import DwsClient, build_http_client, endpoint_for
+from bot.dws.signer import AkSkAuth
+from bot.roles import RoleResolver
+from bot.slack import actions, commands, errors, modals, shortcuts
+from bot.slack.notify import SlackNotifier
+from bot.slack.services import Services
 from bot.store import Store
 
 log = logging.getLogger(__name__)
+
+EXPIRY_SWEEP_SECONDS = 30.0
+SANDBOX_PROJECT_ID = "0sandbox0000000000000000000000000"
 
 
 @dataclass
@@ -26,35 +44,161 @@ class Runtime:
     store: Store
     settings: Settings
     policy: Policy
+    services: Services
     sandbox: bool = False
-    _closers: list[object] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+    _closers: list[Any] = field(default_factory=list)
 
     def start_background(self) -> None:
         """Work that outlives a request: reconciling after a crash, expiring old requests."""
+        threading.Thread(target=self._background, name="snapcopy-background", daemon=True).start()
+
+    def _background(self) -> None:
+        copies = self.services.copies
+        try:
+            resumed = copies.reconcile()
+            if resumed:
+                log.info("resumed unfinished copies", extra={"request_ids": resumed})
+        except Exception:
+            log.exception("reconciling unfinished requests failed")
+        while not self.stop.is_set():
+            try:
+                copies.expire_due()
+            except Exception:
+                log.exception("expiring requests failed")
+            self.stop.wait(self._sweep_seconds())
+
+    def _sweep_seconds(self) -> float:
+        # Short policies (tests, drills) get a sweep well inside their expiry time.
+        expiry = self.policy.approval.expires_after_minutes * 60
+        return max(0.2, min(EXPIRY_SWEEP_SECONDS, expiry / 4))
 
     def close(self) -> None:
         """Stop background work; safe to call twice."""
+        self.stop.set()
+        self.services.copies.close()
+        while self._closers:
+            self._closers.pop().close()
 
 
 def build_runtime(
-    settings: Settings, policy: Policy, *, socket: bool = False, sandbox: bool = False
+    settings: Settings,
+    policy: Policy,
+    *,
+    socket: bool = False,
+    sandbox: bool = False,
+    dws_transport: httpx.BaseTransport | None = None,
 ) -> Runtime:
+    closers: list[Any] = []
+    stop = threading.Event()
     store = Store(settings.snapcopy_db)
-    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
-    secret = (
-        settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
+    client = WebClient(
+        token=_secret(settings.slack_bot_token),
+        base_url=_with_slash(settings.slack_api_url),
+        timeout=10,
+        retry_handlers=[
+            ConnectionErrorRetryHandler(max_retry_count=2),
+            RateLimitErrorRetryHandler(max_retry_count=2),
+        ],
     )
-    client = WebClient(token=token, base_url=settings.slack_api_url)
     bolt = App(
         client=client,
-        signing_secret=secret,
+        signing_secret=_secret(settings.slack_signing_secret),
         # Acknowledge first, then do the work in lazy listeners: the HTTP answer goes back as
         # soon as ack() is called instead of after Bolt's 10 ms ack polling.
         process_before_response=not socket,
         # Socket Mode requests are not signed: the app-level token authenticates the socket.
         request_verification_enabled=not socket,
         token_verification_enabled=False,
+        ignoring_self_events_enabled=True,
     )
+    dws = _dws_client(settings, stop, sandbox=sandbox, transport=dws_transport, closers=closers)
+    roles = RoleResolver(policy, lambda group: _group_members(client, group))
+    notifier = SlackNotifier(client, store, sandbox=sandbox)
+    copies = CopyService(
+        store,
+        dws,
+        policy,
+        roles,
+        notifier,
+        poll_seconds=settings.snapcopy_poll_seconds,
+        follow_seconds=settings.snapcopy_follow_minutes * 60,
+        stop=stop,
+    )
+    services = Services(copies=copies, store=store, dws=dws, roles=roles, sandbox=sandbox)
+    bolt.error(errors.handle)
+    for kind in (commands, modals, actions, shortcuts):
+        kind.register(bolt, services)
     return Runtime(
-        bolt=bolt, store=store, settings=settings, policy=policy, sandbox=mode == "sandbox"
+        bolt=bolt,
+        store=store,
+        settings=settings,
+        policy=policy,
+        services=services,
+        sandbox=sandbox,
+        stop=stop,
+        _closers=closers,
     )
+
+
+def _dws_client(
+    settings: Settings,
+    stop: threading.Event,
+    *,
+    sandbox: bool,
+    transport: httpx.BaseTransport | None,
+    closers: list[Any],
+) -> DwsClient:
+    if sandbox:
+        # Imported here: the stand-in is only loaded by people who ask for the sandbox.
+        from bot.dws.standin import DwsStandIn
+
+        ak, sk = "SANDBOX" + secrets.token_hex(6).upper(), secrets.token_urlsafe(24)
+        standin = DwsStandIn(ak, sk, SANDBOX_PROJECT_ID, copy_delay=5.0).start()
+        standin.seed_demo()
+        closers.append(_Stopper(standin.stop))
+        endpoint, project_id = standin.url, SANDBOX_PROJECT_ID
+        auth = AkSkAuth(ak, sk, project_id)
+    else:
+        assert settings.huaweicloud_sdk_ak and settings.huaweicloud_sdk_sk
+        project_id = settings.huaweicloud_sdk_project_id or ""
+        endpoint = endpoint_for(settings.dws_region, settings.dws_endpoint)
+        auth = AkSkAuth(
+            settings.huaweicloud_sdk_ak.get_secret_value(),
+            settings.huaweicloud_sdk_sk,
+            project_id,
+            settings.huaweicloud_sdk_security_token,
+        )
+    http = build_http_client(
+        endpoint,
+        auth,
+        connect_timeout=settings.dws_connect_timeout,
+        read_timeout=settings.dws_read_timeout,
+        transport=transport,
+    )
+    closers.append(http)
+
+    def sleep(seconds: float) -> None:
+        # Waits between polls end at once on shutdown; a restart resumes the copy.
+        if stop.wait(seconds):
+            raise Stopping
+
+    return DwsClient(http, project_id, sleep=sleep)
+
+
+@dataclass
+class _Stopper:
+    close: Any
+
+
+def _group_members(client: WebClient, group_id: str) -> frozenset[str]:
+    response = client.usergroups_users_list(usergroup=group_id)
+    return frozenset(response.get("users") or [])
+
+
+def _secret(value: Any) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def _with_slash(url: str) -> str:
+    return url if url.endswith("/") else url + "/"

@@ -69,9 +69,13 @@ MIGRATIONS: tuple[str, ...] = (
 REQUEST_COLUMNS = tuple(CopyRequest.model_fields)
 
 
-def now_iso() -> str:
+def iso(moment: datetime) -> str:
     """UTC timestamps that sort as text: 2026-11-28T15:04:05.123Z."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def now_iso() -> str:
+    return iso(datetime.now(UTC))
 
 
 class NameInUse(Exception):
@@ -141,11 +145,11 @@ class Store:
         }
         with self._transaction() as db:
             try:
-                request_id = db["requests"].insert(row).last_pk
+                request_id = db.table("requests").insert(row).last_pk
             except sqlite3.IntegrityError:
                 raise NameInUse(new.backup_name, self._live_id_for(new.backup_name)) from None
             _add_event(db, request_id, "requested", actor, new.model_dump(), stamp)
-        return self.require(int(request_id))
+        return self.require(int(str(request_id)))
 
     def transition(
         self,
@@ -190,7 +194,7 @@ class Store:
         stamp = now_iso()
         with self._transaction() as db:
             if fields:
-                db["requests"].update(request_id, {**_encode(fields), "updated_at": stamp})
+                db.table("requests").update(request_id, {**_encode(fields), "updated_at": stamp})
             if event:
                 _add_event(db, request_id, event, actor, details or {}, stamp)
         return self.require(request_id)
@@ -228,7 +232,7 @@ class Store:
             raise LookupError(f"no request #{request_id}")
         return request
 
-    def list(
+    def find(
         self,
         *,
         states: Iterable[State] | None = None,
@@ -236,7 +240,8 @@ class Store:
         limit: int | None = None,
         newest_first: bool = True,
     ) -> list[CopyRequest]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if states is not None:
             values = [state.value for state in states]
             where.append(f"state IN ({', '.join('?' for _ in values)})")
@@ -263,7 +268,7 @@ class Store:
     def events(
         self, request_id: int | None = None, *, limit: int | None = None
     ) -> list[dict[str, Any]]:
-        sql, params = "SELECT * FROM events", []
+        sql, params = "SELECT * FROM events", list[Any]()
         if request_id is not None:
             sql += " WHERE request_id = ?"
             params.append(request_id)

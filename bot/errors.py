@@ -1,0 +1,53 @@
+"""What can go wrong for a person using snapcopy, as types.
+
+    SnapcopyError            one plain sentence in `.message`, safe to show in Slack
+     ├── NotAllowed          the caller lacks the role an action needs
+     ├── SelfApproval        the requester tried to approve their own request
+     ├── AlreadyHandled      somebody else already approved, denied or cancelled it
+     ├── RequestExpired      the request waited longer than the policy allows
+     ├── UnknownRequest      no request has that id
+     └── BadInput            a field is wrong; `.field` names it (modal block or command word)
+
+DWS failures are `bot.dws.errors.DwsError`; both families reach people through one handler.
+"""
+
+from __future__ import annotations
+
+from bot.domain import CopyRequest
+
+
+class SnapcopyError(Exception):
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+class NotAllowed(SnapcopyError):
+    def __init__(self, message: str, *, needed: str, admins: tuple[str, ...] = ()) -> None:
+        self.needed = needed
+        self.admins = admins  # who can grant the role: the policy's admins
+        super().__init__(message)
+
+
+class SelfApproval(SnapcopyError):
+    pass
+
+
+class AlreadyHandled(SnapcopyError):
+    def __init__(self, request: CopyRequest) -> None:
+        self.request = request
+        super().__init__(f"Request #{request.id} was already handled: it is {request.state}.")
+
+
+class RequestExpired(SnapcopyError):
+    pass
+
+
+class UnknownRequest(SnapcopyError):
+    pass
+
+
+class BadInput(SnapcopyError):
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)

@@ -1,0 +1,42 @@
+"""Approve and Deny buttons, in a thread or on App Home: the same code either way."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+
+from bot.errors import UnknownRequest
+from bot.slack import views
+from bot.slack.errors import reports_errors
+from bot.slack.forms import action_request_id
+from bot.slack.ids import Action
+from bot.slack.services import Services
+
+
+def register(app: App, services: Services) -> None:
+    def acknowledge(ack: Ack) -> None:
+        ack()
+
+    @reports_errors
+    def approve(body: dict[str, Any], client: WebClient) -> None:
+        # Identity is the signed payload's user; the request comes from the database, never
+        # from the message the button sits in.
+        services.copies.approve(_request_id(body), body["user"]["id"])
+
+    @reports_errors
+    def open_deny(body: dict[str, Any], client: WebClient) -> None:
+        # Checked before the modal opens, and again when it is submitted.
+        request = services.copies.deciding(_request_id(body), body["user"]["id"], action="deny")
+        client.views_open(trigger_id=body["trigger_id"], view=views.deny_modal(request))
+
+    app.action(Action.APPROVE)(ack=acknowledge, lazy=[approve])
+    app.action(Action.DENY)(ack=acknowledge, lazy=[open_deny])
+
+
+def _request_id(body: dict[str, Any]) -> int:
+    request_id = action_request_id(body)
+    if request_id is None:
+        raise UnknownRequest("That button does not name a request I know.")
+    return request_id

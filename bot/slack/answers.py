@@ -1,0 +1,92 @@
+"""Answers to `/snapcopy help|list|status|roles` (and `@snapcopy help`): plain mrkdwn text."""
+
+from __future__ import annotations
+
+from bot.config import Role
+from bot.domain import CopyRequest, State
+from bot.slack import views
+from bot.slack.services import Services
+
+LIST_LIMIT = 10
+
+
+def help_text() -> str:
+    return "\n".join(
+        [
+            "*snapcopy* copies a GaussDB(DWS) automated snapshot once a second person approves.",
+            "• `/snapcopy [snapshot_id]`: open the copy form (the request is posted here).",
+            "• `/snapcopy list`: your recent requests and those waiting for your approval.",
+            "• `/snapcopy status <request id>`: where one request stands.",
+            "• `/snapcopy roles`: your roles and where they come from.",
+            "• In an incident thread: the message shortcut *Copy DWS snapshot*, or "
+            "`@snapcopy copy <snapshot_id> <name> [description…]`, keeps everything in "
+            "that thread.",
+        ]
+    )
+
+
+def answer(services: Services, kind: str, argument: str | None, user: str) -> str:
+    if kind == "help":
+        return help_text()
+    if kind == "list":
+        return list_text(services, user)
+    if kind == "status":
+        return status_text(services, argument)
+    if kind == "roles":
+        return roles_text(services, user)
+    return help_text()
+
+
+def request_line(request: CopyRequest) -> str:
+    line = (
+        f"*{request.label}* {views.escape(request.backup_name)} ← `{request.source_snapshot_id}`"
+        f" · {views.STATE_LABEL[request.state]}"
+    )
+    if request.new_snapshot_id:
+        line += f" · new `{request.new_snapshot_id}`"
+    return line
+
+
+def list_text(services: Services, user: str) -> str:
+    mine = services.store.find(requested_by=user, limit=LIST_LIMIT)
+    waiting: list[CopyRequest] = []
+    if services.roles.has(user, Role.APPROVER):
+        waiting = [
+            request
+            for request in services.store.find(states=[State.PENDING_APPROVAL], limit=50)
+            if request.requested_by != user or services.copies.policy.approval.allow_self_approval
+        ][:LIST_LIMIT]
+    parts = ["*Waiting for your approval*"]
+    parts += [request_line(request) for request in waiting] or ["_nothing_"]
+    parts += ["", "*Your recent requests*"]
+    parts += [request_line(request) for request in mine] or ["_none yet_"]
+    return "\n".join(parts)
+
+
+def status_text(services: Services, argument: str | None) -> str:
+    number = (argument or "").lstrip("#")
+    if not number.isdigit():
+        return "Usage: `/snapcopy status <request id>`, for example `/snapcopy status 12`."
+    request = services.store.get(int(number))
+    if request is None:
+        return f"There is no request #{number}."
+    lines = [request_line(request), views.outcome_line(request)]
+    lines.append(f"Requested by {views.mention(request.requested_by)} at {request.created_at}")
+    if request.error:
+        lines.append(f"Error: {views.escape(request.error)}")
+    return "\n".join(lines)
+
+
+def roles_text(services: Services, user: str) -> str:
+    grants = services.roles.grants(user)
+    if not grants:
+        return (
+            "You hold no snapcopy role. Ask an admin "
+            f"({views.mentions(services.roles.admins())}) to add you to the policy."
+        )
+    roles = sorted(services.roles.roles_of(user), key=list(Role).index)
+    lines = [f"Your roles: {', '.join(f'`{role}`' for role in roles)}"]
+    for grant in grants:
+        source = f"through {views.mention(grant.via)}" if grant.via else "listed by user ID"
+        lines.append(f"• `{grant.role}`: {source}")
+    return "\n".join(lines)

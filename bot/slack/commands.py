@@ -1,0 +1,72 @@
+"""`/snapcopy [snapshot_id] | help | list | status <id> | roles`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+
+from bot.config import Role
+from bot.slack import answers, views
+from bot.slack.errors import reports_errors
+from bot.slack.ids import COMMAND
+from bot.slack.services import Services
+
+SUBCOMMANDS = ("help", "list", "status", "roles")
+_ID_LIKE = re.compile(r"[0-9a-fA-F-]{8,}")
+
+
+@dataclass(frozen=True)
+class ParsedCommand:
+    kind: str  # "open" or one of SUBCOMMANDS, or "unknown"
+    argument: str | None = None
+
+
+def parse_command(text: str) -> ParsedCommand:
+    words = text.split()
+    if not words:
+        return ParsedCommand("open")
+    first = words[0].lower()
+    if first in SUBCOMMANDS:
+        return ParsedCommand(first, words[1] if len(words) > 1 else None)
+    if _ID_LIKE.fullmatch(words[0]):
+        # Prefill even a mistyped id: the modal says exactly what is wrong with it.
+        return ParsedCommand("open", words[0])
+    return ParsedCommand("unknown", words[0])
+
+
+def register(app: App, services: Services) -> None:
+    def acknowledge(ack: Ack) -> None:
+        ack()
+
+    @reports_errors
+    def run(body: dict[str, Any], client: WebClient, respond: Respond) -> None:
+        user = body["user_id"]
+        parsed = parse_command(body.get("text") or "")
+        if parsed.kind == "open":
+            services.copies.ensure_role(user, Role.REQUESTER, action="request snapshot copies")
+            client.views_open(
+                trigger_id=body["trigger_id"],
+                view=views.copy_modal(
+                    channel_id=body["channel_id"],
+                    thread_ts=None,
+                    snapshot_id=parsed.argument,
+                    sandbox=services.sandbox,
+                ),
+            )
+        elif parsed.kind == "unknown":
+            respond(
+                text=f"I don't know `{views.escape(parsed.argument or '')}`.\n"
+                + answers.help_text(),
+                response_type="ephemeral",
+            )
+        else:
+            respond(
+                text=answers.answer(services, parsed.kind, parsed.argument, user),
+                response_type="ephemeral",
+            )
+
+    app.command(COMMAND)(ack=acknowledge, lazy=[run])

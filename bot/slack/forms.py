@@ -1,0 +1,73 @@
+"""Slack payloads parsed once into typed objects; listeners work with these, not raw dicts."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from bot.slack.ids import Action, Block
+
+
+class ModalMetadata(BaseModel):
+    """`private_metadata` of the copy modal: ids only, never anything we trust for identity."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    channel_id: str | None = None
+    thread_ts: str | None = None
+    request_id: int | None = None
+
+    @classmethod
+    def parse(cls, raw: str | None) -> ModalMetadata:
+        try:
+            return cls.model_validate(json.loads(raw or "{}"))
+        except (ValueError, ValidationError):
+            return cls()
+
+
+class CopyModalInput(BaseModel):
+    """What a person typed or picked in the copy modal, before validation."""
+
+    snapshot_id: str = ""
+    backup_name: str = ""
+    description: str | None = None
+    channel_id: str | None = None
+
+    @classmethod
+    def from_view(cls, view: dict[str, Any]) -> CopyModalInput:
+        values = view.get("state", {}).get("values", {})
+
+        def element(block: Block, action: Action) -> dict[str, Any]:
+            found: dict[str, Any] = values.get(block, {}).get(action) or {}
+            return found
+
+        typed = element(Block.SNAPSHOT_ID, Action.SNAPSHOT_ID).get("value") or ""
+        picked = element(Block.PICK_SNAPSHOT, Action.PICK_SNAPSHOT).get("selected_option") or {}
+        return cls(
+            # A typed id wins over the picker: it is the more deliberate of the two.
+            snapshot_id=typed.strip() or str(picked.get("value") or ""),
+            backup_name=element(Block.BACKUP_NAME, Action.BACKUP_NAME).get("value") or "",
+            description=element(Block.DESCRIPTION, Action.DESCRIPTION).get("value"),
+            channel_id=element(Block.CHANNEL, Action.CHANNEL).get("selected_conversation"),
+        )
+
+
+def field_block(field: str) -> str:
+    """The modal block to attach an error to, for a field name of the domain."""
+    return {
+        "snapshot_id": Block.SNAPSHOT_ID,
+        "source_snapshot_id": Block.SNAPSHOT_ID,
+        "backup_name": Block.BACKUP_NAME,
+        "description": Block.DESCRIPTION,
+        "channel": Block.CHANNEL,
+    }.get(field, Block.BACKUP_NAME)
+
+
+def action_request_id(body: dict[str, Any]) -> int | None:
+    """The request id carried by an Approve/Deny button; None when it is not a number."""
+    try:
+        return int(body["actions"][0]["value"])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None

@@ -1,0 +1,45 @@
+"""Every id Slack sends back to us, defined once and shared by the views and the registrations.
+
+`manifest.yaml` repeats the command name and the shortcut's callback id; a test keeps them equal.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+COMMAND = "/snapcopy"
+
+
+class Callback(StrEnum):
+    """`callback_id` of modals and shortcuts."""
+
+    COPY_MODAL = "snapcopy_copy_modal"
+    DENY_MODAL = "snapcopy_deny_modal"
+    MESSAGE_SHORTCUT = "copy_dws_snapshot"
+
+
+class Action(StrEnum):
+    """`action_id` of buttons and selects."""
+
+    APPROVE = "snapcopy_approve"
+    DENY = "snapcopy_deny"
+    NEW_COPY = "snapcopy_new_copy"
+    PICK_SNAPSHOT = "snapcopy_pick_snapshot"
+    SNAPSHOT_ID = "snapcopy_snapshot_id"
+    BACKUP_NAME = "snapcopy_backup_name"
+    DESCRIPTION = "snapcopy_description"
+    CHANNEL = "snapcopy_channel"
+    DENY_REASON = "snapcopy_deny_reason"
+    OPEN_THREAD = "snapcopy_open_thread"
+
+
+class Block(StrEnum):
+    """`block_id` of modal inputs: `response_action: errors` points at these."""
+
+    SNAPSHOT_ID = "snapshot_id"
+    PICK_SNAPSHOT = "pick_snapshot"
+    BACKUP_NAME = "backup_name"
+    DESCRIPTION = "description"
+    CHANNEL = "channel"
+    DENY_REASON = "deny_reason"
+    DECISION = "decision"

@@ -1,0 +1,75 @@
+"""View submissions: the copy modal and the deny modal.
+
+The copy modal is validated inside the acknowledgement so that problems appear next to the
+field at fault (`response_action: errors`); the request is recorded there too, because a name
+already used by a live request is such a problem. Posting the request runs after the ack.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt import Ack, App, BoltContext
+from slack_sdk import WebClient
+
+from bot.errors import BadInput, NotAllowed
+from bot.slack.errors import reports_errors, sentence_for
+from bot.slack.forms import CopyModalInput, ModalMetadata, field_block
+from bot.slack.ids import Action, Block, Callback
+from bot.slack.services import Services
+
+
+def register(app: App, services: Services) -> None:
+    def submit_copy(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+        view = body["view"]
+        form_input = CopyModalInput.from_view(view)
+        metadata = ModalMetadata.parse(view.get("private_metadata"))
+        channel_id = form_input.channel_id or metadata.channel_id
+        try:
+            if not form_input.snapshot_id:
+                raise BadInput("snapshot_id", "Pick an automated snapshot or paste its ID.")
+            form = services.copies.validate(
+                form_input.snapshot_id, form_input.backup_name, form_input.description
+            )
+            if not channel_id:
+                raise BadInput("channel", "Choose the channel where the request is posted.")
+            services.copies.precheck(form)
+            request = services.copies.submit(
+                form,
+                requested_by=body["user"]["id"],
+                channel_id=channel_id,
+                thread_ts=metadata.thread_ts if channel_id == metadata.channel_id else None,
+            )
+        except BadInput as error:
+            ack(response_action="errors", errors={field_block(error.field): error.message})
+            return
+        except NotAllowed as error:
+            # Lost the role while the modal was open: say so on the first field.
+            block = Block.PICK_SNAPSHOT
+            ack(response_action="errors", errors={block: sentence_for(error) or error.message})
+            return
+        context["request_id"] = request.id
+        ack()
+
+    @reports_errors
+    def announce(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+        request_id = context.get("request_id")
+        if request_id is not None:  # None: the acknowledgement answered with errors
+            services.copies.announce(int(request_id))
+
+    def acknowledge(ack: Ack) -> None:
+        ack()
+
+    @reports_errors
+    def deny(body: dict[str, Any], client: WebClient) -> None:
+        view = body["view"]
+        metadata = ModalMetadata.parse(view.get("private_metadata"))
+        if metadata.request_id is None:
+            return
+        reason = (
+            view["state"]["values"].get(Block.DENY_REASON, {}).get(Action.DENY_REASON, {})
+        ).get("value")
+        services.copies.deny(metadata.request_id, body["user"]["id"], (reason or "").strip())
+
+    app.view(Callback.COPY_MODAL)(ack=submit_copy, lazy=[announce])
+    app.view(Callback.DENY_MODAL)(ack=acknowledge, lazy=[deny])

@@ -1,0 +1,19 @@
+"""What the listeners call into, handed to every `register()`; nothing Slack-specific inside."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.copies import CopyService
+from bot.dws.client import DwsClient
+from bot.roles import RoleResolver
+from bot.store import Store
+
+
+@dataclass(frozen=True)
+class Services:
+    copies: CopyService
+    store: Store
+    dws: DwsClient
+    roles: RoleResolver
+    sandbox: bool = False

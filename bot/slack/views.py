@@ -1,0 +1,344 @@
+"""Block Kit: every message and modal snapcopy shows, as functions that return dicts.
+
+User text is escaped before it reaches mrkdwn (`escape`), so a description such as
+`<!channel>` pings nobody. Ids come from `bot.slack.ids`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bot.domain import CopyRequest, State
+from bot.slack.ids import Action, Block, Callback
+
+Blocks = list[dict[str, Any]]
+
+NAME_HINT = (
+    "4–64 characters: letters, digits, - and _, starting with a letter. "
+    "Unique in the project (case does not matter)."
+)
+DESCRIPTION_HINT = "Optional, at most 256 characters, none of ! < > ' = & \""
+
+STATE_LABEL = {
+    State.PENDING_APPROVAL: ":hourglass_flowing_sand: Waiting for approval",
+    State.APPROVED: ":white_check_mark: Approved, copy starting",
+    State.COPYING: ":arrows_counterclockwise: Copying",
+    State.SUCCEEDED: ":white_check_mark: Copied, AVAILABLE",
+    State.FAILED: ":x: Failed",
+    State.DENIED: ":no_entry: Denied",
+    State.EXPIRED: ":alarm_clock: Expired",
+    State.CANCELLED: ":heavy_multiplication_x: Cancelled",
+}
+
+
+def escape(text: str) -> str:
+    """Slack's three control characters; after this, user text cannot mention or link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def mention(user_or_group: str) -> str:
+    if user_or_group.startswith("S"):
+        return f"<!subteam^{user_or_group}>"
+    return f"<@{user_or_group}>"
+
+
+def mentions(ids: tuple[str, ...] | list[str]) -> str:
+    return ", ".join(mention(item) for item in ids) or "nobody yet"
+
+
+def _sandboxed(text: str, sandbox: bool) -> str:
+    return f"[sandbox] {text}" if sandbox else text
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
+
+
+def _plain(text: str) -> dict[str, Any]:
+    return {"type": "plain_text", "text": text, "emoji": True}
+
+
+# --- the copy modal --------------------------------------------------------------------------
+
+
+def copy_modal(
+    *,
+    channel_id: str | None,
+    thread_ts: str | None,
+    snapshot_id: str | None = None,
+    ask_channel: bool = False,
+    sandbox: bool = False,
+) -> dict[str, Any]:
+    """The form behind `/snapcopy`, the message shortcut and App Home's "New copy"."""
+    id_input: dict[str, Any] = {
+        "type": "plain_text_input",
+        "action_id": Action.SNAPSHOT_ID,
+        "placeholder": _plain("4ca46bf1-5c61-48ff-b4f3-0ad4e5e3ba90"),
+    }
+    if snapshot_id:
+        id_input["initial_value"] = snapshot_id
+    blocks: Blocks = [
+        {
+            "type": "input",
+            "block_id": Block.PICK_SNAPSHOT,
+            "optional": True,
+            "label": _plain("Automated snapshot"),
+            "hint": _plain("Type part of a cluster or snapshot name, or paste an ID below."),
+            "element": {
+                "type": "external_select",
+                "action_id": Action.PICK_SNAPSHOT,
+                "placeholder": _plain("Search automated snapshots"),
+                "min_query_length": 0,
+            },
+        },
+        {
+            "type": "input",
+            "block_id": Block.SNAPSHOT_ID,
+            "optional": True,
+            "label": _plain("…or its snapshot ID"),
+            "element": id_input,
+        },
+        {
+            "type": "input",
+            "block_id": Block.BACKUP_NAME,
+            "label": _plain("New snapshot name"),
+            "hint": _plain(NAME_HINT),
+            "element": {
+                "type": "plain_text_input",
+                "action_id": Action.BACKUP_NAME,
+                "max_length": 64,
+                "placeholder": _plain("incident-1234-before-restore"),
+            },
+        },
+        {
+            "type": "input",
+            "block_id": Block.DESCRIPTION,
+            "optional": True,
+            "label": _plain("Description"),
+            "hint": _plain(DESCRIPTION_HINT),
+            "element": {
+                "type": "plain_text_input",
+                "action_id": Action.DESCRIPTION,
+                "multiline": True,
+                "max_length": 256,
+            },
+        },
+    ]
+    if ask_channel:
+        blocks.append(
+            {
+                "type": "input",
+                "block_id": Block.CHANNEL,
+                "label": _plain("Post the request in"),
+                "element": {
+                    "type": "conversations_select",
+                    "action_id": Action.CHANNEL,
+                    "filter": {"include": ["public", "private"], "exclude_bot_users": True},
+                    **({"initial_conversation": channel_id} if channel_id else {}),
+                },
+            }
+        )
+    if sandbox:
+        blocks.insert(0, _context(":test_tube: *sandbox*: copies go to a local stand-in, not DWS."))
+    return {
+        "type": "modal",
+        "callback_id": Callback.COPY_MODAL,
+        "title": _plain("Copy DWS snapshot"),
+        "submit": _plain("Ask for approval"),
+        "close": _plain("Cancel"),
+        "private_metadata": json.dumps({"channel_id": channel_id, "thread_ts": thread_ts}),
+        "blocks": blocks,
+    }
+
+
+def deny_modal(request: CopyRequest) -> dict[str, Any]:
+    return {
+        "type": "modal",
+        "callback_id": Callback.DENY_MODAL,
+        "title": _plain("Deny copy request"),
+        "submit": _plain("Deny"),
+        "close": _plain("Back"),
+        "private_metadata": json.dumps({"request_id": request.id}),
+        "blocks": [
+            _section(
+                f"Deny request {request.label}: copy `{request.source_snapshot_id}` "
+                f"as *{escape(request.backup_name)}* for {mention(request.requested_by)}?"
+            ),
+            {
+                "type": "input",
+                "block_id": Block.DENY_REASON,
+                "optional": True,
+                "label": _plain("Reason (shown in the thread)"),
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": Action.DENY_REASON,
+                    "max_length": 500,
+                },
+            },
+        ],
+    }
+
+
+def notice_modal(title: str, text: str) -> dict[str, Any]:
+    """A small modal that only says something; for clicks that have no channel (App Home)."""
+    return {"type": "modal", "title": _plain(title[:24]), "blocks": [_section(text)]}
+
+
+# --- the request message (the thread root) ---------------------------------------------------
+
+
+def request_text(request: CopyRequest, *, sandbox: bool = False) -> str:
+    """The notification text: what people see in a push notification or a screen reader."""
+    return _sandboxed(
+        f"{mention(request.requested_by)} asks to copy DWS snapshot "
+        f"{request.source_snapshot_id} as {escape(request.backup_name)} "
+        f"(request {request.label}): {STATE_LABEL[request.state]}",
+        sandbox,
+    )
+
+
+def request_blocks(request: CopyRequest, *, sandbox: bool = False) -> Blocks:
+    title = (
+        "Snapshot copy request"
+        if request.approved_by or request.state != State.APPROVED
+        else "Snapshot copy (no approval needed)"
+    )
+    blocks: Blocks = [
+        {"type": "header", "text": _plain(f"{title} {request.label}")},
+        {
+            "type": "section",
+            "fields": [
+                {"type": "mrkdwn", "text": f"*Requested by*\n{mention(request.requested_by)}"},
+                {"type": "mrkdwn", "text": f"*Source snapshot*\n`{request.source_snapshot_id}`"},
+                {"type": "mrkdwn", "text": f"*New name*\n{escape(request.backup_name)}"},
+                {
+                    "type": "mrkdwn",
+                    "text": f"*Description*\n{escape(request.description) or '_none_'}",
+                },
+            ],
+        },
+    ]
+    if request.new_snapshot_id:
+        blocks.append(
+            _section(
+                f"*New snapshot*: `{request.new_snapshot_id}` · "
+                f"status *{escape(request.snapshot_status or 'unknown')}*"
+            )
+        )
+    if request.state == State.PENDING_APPROVAL:
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": Block.DECISION,
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": Action.APPROVE,
+                        "text": _plain("Approve"),
+                        "style": "primary",
+                        "value": str(request.id),
+                    },
+                    {
+                        "type": "button",
+                        "action_id": Action.DENY,
+                        "text": _plain("Deny"),
+                        "style": "danger",
+                        "value": str(request.id),
+                    },
+                ],
+            }
+        )
+    blocks.append(_context(_sandboxed(outcome_line(request), sandbox)))
+    return blocks
+
+
+def outcome_line(request: CopyRequest) -> str:
+    """One line under the request that says where it stands."""
+    line = STATE_LABEL[request.state]
+    if request.approved_by:
+        line += f" · approved by {mention(request.approved_by)}"
+    if request.state == State.DENIED and request.denied_by:
+        line += f" by {mention(request.denied_by)}"
+        if request.deny_reason:
+            line += f": {escape(request.deny_reason)}"
+    if request.state == State.FAILED and request.error:
+        line += f": {escape(request.error)}"
+    return line
+
+
+# --- thread replies --------------------------------------------------------------------------
+
+
+def approved_reply(request: CopyRequest) -> str:
+    return (
+        f":white_check_mark: {mention(request.approved_by or '')} approved request "
+        f"{request.label}. Copying `{request.source_snapshot_id}` as "
+        f"*{escape(request.backup_name)}* now."
+    )
+
+
+def copied_reply(request: CopyRequest) -> str:
+    return (
+        f":camera_with_flash: DWS accepted the copy. New snapshot ID: `{request.new_snapshot_id}` "
+        f"(*{escape(request.backup_name)}*). Status: CREATING; I will post here when it is "
+        "AVAILABLE."
+    )
+
+
+def succeeded_reply(request: CopyRequest) -> str:
+    return (
+        f":white_check_mark: Snapshot *{escape(request.backup_name)}* "
+        f"(`{request.new_snapshot_id}`) is AVAILABLE. It is a manual snapshot now and outlives "
+        "the automated one's retention."
+    )
+
+
+def failed_reply(request: CopyRequest) -> str:
+    return f":x: Request {request.label} failed: {escape(request.error or 'unknown error')}"
+
+
+def denied_reply(request: CopyRequest) -> str:
+    reason = f" Reason: {escape(request.deny_reason)}" if request.deny_reason else ""
+    return (
+        f":no_entry: {mention(request.denied_by or '')} denied request {request.label}; "
+        f"nothing was copied.{reason}"
+    )
+
+
+def expired_reply(request: CopyRequest) -> str:
+    return (
+        f":alarm_clock: Request {request.label} expired without a decision; nothing was copied. "
+        f"{mention(request.requested_by)}, ask again with `/snapcopy` if it is still needed."
+    )
+
+
+def cancelled_reply(request: CopyRequest) -> str:
+    return f":heavy_multiplication_x: Request {request.label} was cancelled; nothing was copied."
+
+
+def follow_stopped_reply(request: CopyRequest) -> str:
+    return (
+        f":warning: I stopped following snapshot `{request.new_snapshot_id}` while it was "
+        f"{escape(request.snapshot_status or 'unknown')}. The copy itself goes on in DWS; "
+        "check it in the console, or restart snapcopy to follow it again."
+    )
+
+
+def already_handled(request: CopyRequest) -> str:
+    by = {State.APPROVED: request.approved_by, State.DENIED: request.denied_by}.get(request.state)
+    verb = {
+        State.APPROVED: "approved",
+        State.COPYING: "approved and is being copied",
+        State.SUCCEEDED: "approved and copied",
+        State.FAILED: "approved, but the copy failed",
+        State.DENIED: "denied",
+        State.EXPIRED: "left waiting too long and expired",
+        State.CANCELLED: "cancelled",
+    }.get(request.state, request.state.value)
+    who = f" by {mention(by)}" if by else ""
+    return f"Request {request.label} was already {verb}{who}; nothing more to do."
