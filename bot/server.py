@@ -1,0 +1,200 @@
+"""Serving: the WSGI routes, the embedded gunicorn for HTTP mode, and the Socket Mode loop.
+
+HTTP mode runs one gunicorn worker with threads. The Runtime (database connections, background
+threads, HTTP clients) is built inside the worker after the fork, never in the master: threads
+and sockets do not survive a fork, and the master only supervises. One worker keeps every
+request of a process on the same in-process state; threads give the concurrency Slack needs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger as GunicornLogger
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+
+import bot
+from bot.app import Runtime
+
+if TYPE_CHECKING:
+    from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from bot.config import Policy, Settings
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+HEALTH_PATH = "/healthz"
+
+THREADS = 8
+GRACEFUL_TIMEOUT_SECONDS = 5
+
+_JSON_HEADERS = [("Content-Type", "application/json; charset=utf-8")]
+
+
+# --- WSGI --------------------------------------------------------------------------------------
+
+
+def make_wsgi_app(runtime: Runtime) -> WSGIApplication:
+    """`POST /slack/events` goes to Bolt (which checks Slack's signature), `GET /healthz`
+    reports whether the audit log opens; everything else is a JSON 404."""
+    slack = SlackRequestHandler(runtime.bolt, path=EVENTS_PATH)
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO") or "/"
+        method = environ.get("REQUEST_METHOD", "GET")
+        if path == EVENTS_PATH:
+            if method == "POST":
+                return slack(environ, start_response)
+            return _json(
+                start_response,
+                405,
+                {"ok": False, "error": "method_not_allowed"},
+                [("Allow", "POST")],
+            )
+        if path == HEALTH_PATH:
+            if method == "GET":
+                return _health(runtime, start_response)
+            return _json(
+                start_response,
+                405,
+                {"ok": False, "error": "method_not_allowed"},
+                [("Allow", "GET")],
+            )
+        return _json(start_response, 404, {"ok": False, "error": "not_found"})
+
+    return app
+
+
+def _health(runtime: Runtime, start_response: StartResponse) -> Iterable[bytes]:
+    database = runtime.store.healthy()
+    body = {
+        "ok": database,
+        "version": bot.__version__,
+        "database": database,
+        "sandbox": runtime.sandbox,
+    }
+    return _json(start_response, 200 if database else 503, body)
+
+
+def _json(
+    start_response: StartResponse,
+    status: int,
+    body: dict[str, Any],
+    headers: list[tuple[str, str]] | None = None,
+) -> Iterable[bytes]:
+    payload = json.dumps(body).encode()
+    reason = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+    start_response(
+        f"{status} {reason[status]}",
+        [*_JSON_HEADERS, ("Content-Length", str(len(payload))), *(headers or [])],
+    )
+    return [payload]
+
+
+# --- HTTP mode: gunicorn embedded ---------------------------------------------------------------
+
+
+class _PropagatingLogger(GunicornLogger):  # type: ignore[misc]
+    """Gunicorn's own messages go through the root logger, so they are JSON and redacted too."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for logger in (self.error_log, self.access_log):
+            for handler in list(logger.handlers):
+                logger.removeHandler(handler)
+            logger.propagate = True
+
+
+class SnapcopyServer(BaseApplication):  # type: ignore[misc]
+    """gunicorn with snapcopy's settings, and the Runtime's life tied to the worker's."""
+
+    def __init__(self, build: Callable[[], Runtime], *, host: str, port: int) -> None:
+        self._build = build
+        self._runtime: Runtime | None = None
+        bind_host = f"[{host}]" if ":" in host else host
+        self._options: dict[str, Any] = {
+            "bind": [f"{bind_host}:{port}"],
+            "workers": 1,
+            "worker_class": "gthread",
+            "threads": THREADS,
+            "graceful_timeout": GRACEFUL_TIMEOUT_SECONDS,
+            "proc_name": "snapcopy",
+            "logger_class": _PropagatingLogger,
+            # Structured logs come from the app; gunicorn's access log is off.
+            "accesslog": None,
+            # gunicorn >= 25 opens a control socket under $HOME by default; nothing uses it, and
+            # two servers on one machine would fight over the path.
+            "control_socket_disable": True,
+            "post_worker_init": self._post_worker_init,
+            "worker_exit": self._worker_exit,
+        }
+        super().__init__()
+
+    def load_config(self) -> None:
+        for name, value in self._options.items():
+            if name in self.cfg.settings:  # Older gunicorn releases lack some settings.
+                self.cfg.set(name, value)
+
+    def load(self) -> WSGIApplication:
+        # Runs in the worker, after the fork.
+        self._runtime = self._build()
+        return make_wsgi_app(self._runtime)
+
+    def _post_worker_init(self, worker: Any) -> None:
+        if self._runtime is not None:
+            self._runtime.start_background()
+
+    def _worker_exit(self, arbiter: Any, worker: Any) -> None:
+        # Also called in the master when it reaps a worker; the master has no Runtime.
+        if self._runtime is not None:
+            self._runtime.close()
+            self._runtime = None
+
+
+def run_http(settings: Settings, policy: Policy, *, host: str, port: int, sandbox: bool) -> None:
+    """Serve until SIGTERM/SIGINT; gunicorn's master exits the process when it is done."""
+    from bot.app import build_runtime
+
+    def build() -> Runtime:
+        return build_runtime(settings, policy, socket=False, sandbox=sandbox)
+
+    SnapcopyServer(build, host=host, port=port).run()
+
+
+# --- Socket Mode ---------------------------------------------------------------------------------
+
+
+def run_socket_mode(settings: Settings, policy: Policy, *, sandbox: bool) -> None:
+    """Hold a Socket Mode connection until SIGTERM/SIGINT, then close it and the Runtime."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    from bot.app import build_runtime
+
+    assert settings.slack_app_token is not None  # load_all(socket=True) checked it
+    runtime = build_runtime(settings, policy, socket=True, sandbox=sandbox)
+    handler = SocketModeHandler(runtime.bolt, settings.slack_app_token.get_secret_value())
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: object) -> None:
+        log.info("stopping", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        runtime.start_background()
+        handler.connect()  # type: ignore[no-untyped-call]
+        log.info("connected to Slack in Socket Mode")
+        # A bounded wait, so the signal handler always gets a chance to run.
+        while not stop.wait(1.0):
+            pass
+    finally:
+        handler.close()  # type: ignore[no-untyped-call]
+        runtime.close()
