@@ -1,0 +1,58 @@
+"""The GaussDB(DWS) snapshot API: signing, a careful client, its models and errors.
+
+Nothing here knows about Slack. `standin` is a local DWS for tests and the sandbox; import it
+from `bot.dws.standin` directly so the bot does not load it unless asked.
+"""
+
+from bot.dws.client import DwsClient, RetryPolicy, build_http_client, endpoint_for
+from bot.dws.errors import (
+    CopyOutcomeUnknown,
+    DwsError,
+    DwsTimeout,
+    DwsTransportError,
+    MalformedResponse,
+    SnapshotFailed,
+    WaitTimedOut,
+)
+from bot.dws.models import (
+    CopiedSnapshot,
+    CopyResponse,
+    Snapshot,
+    SnapshotEnvelope,
+    SnapshotList,
+    SnapshotStatus,
+)
+from bot.dws.signer import AkSkAuth
+from bot.dws.validation import (
+    InvalidInput,
+    find_snapshot_id,
+    validate_backup_name,
+    validate_description,
+    validate_snapshot_id,
+)
+
+__all__ = [
+    "AkSkAuth",
+    "CopiedSnapshot",
+    "CopyOutcomeUnknown",
+    "CopyResponse",
+    "DwsClient",
+    "DwsError",
+    "DwsTimeout",
+    "DwsTransportError",
+    "InvalidInput",
+    "MalformedResponse",
+    "RetryPolicy",
+    "Snapshot",
+    "SnapshotEnvelope",
+    "SnapshotFailed",
+    "SnapshotList",
+    "SnapshotStatus",
+    "WaitTimedOut",
+    "build_http_client",
+    "endpoint_for",
+    "find_snapshot_id",
+    "validate_backup_name",
+    "validate_description",
+    "validate_snapshot_id",
+]

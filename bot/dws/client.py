@@ -1,0 +1,319 @@
+"""A small, careful client for the DWS snapshot API.
+
+Reads are retried with exponential backoff and full jitter. linked-copy is not idempotent and
+takes no client token, so a copy is retried only when the failure proves nothing was created
+(throttled, cluster busy, connection never made). After an ambiguous failure (a timeout or reset
+after sending, a 5xx) the copy's unique name is looked up first: found, it is adopted; absent, the
+copy is sent again. Either way one call leaves at most one copy behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from bot.dws.errors import (
+    CopyOutcomeUnknown,
+    DwsError,
+    DwsTransportError,
+    MalformedResponse,
+    SnapshotFailed,
+    WaitTimedOut,
+    transport_error,
+)
+from bot.dws.models import (
+    CopiedSnapshot,
+    CopyResponse,
+    Snapshot,
+    SnapshotEnvelope,
+    SnapshotList,
+    SnapshotStatus,
+)
+from bot.dws.validation import validate_backup_name, validate_description, validate_snapshot_id
+
+_Model = TypeVar("_Model", bound=BaseModel)
+_PROJECT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_LOG = logging.getLogger(__name__)
+
+
+def endpoint_for(region: str | None, endpoint: str | None) -> str:
+    """The API base URL: an explicit endpoint wins, else the region's public one."""
+    if endpoint and endpoint.strip():
+        return endpoint.strip().rstrip("/")
+    if region and region.strip():
+        return f"https://dws.{region.strip()}.myhuaweicloud.com"
+    raise ValueError("Set DWS_REGION (for example cn-north-4) or DWS_ENDPOINT to reach DWS.")
+
+
+def build_http_client(
+    endpoint: str,
+    auth: httpx.Auth,
+    connect_timeout: float = 5.0,
+    read_timeout: float = 15.0,
+    transport: httpx.BaseTransport | None = None,
+) -> httpx.Client:
+    """The one HTTP client a `DwsClient` uses; `transport` lets tests answer in-process."""
+    return httpx.Client(
+        base_url=endpoint,
+        auth=auth,
+        timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+        transport=transport,
+        headers={"Accept": "application/json"},
+    )
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try: at most `attempts` requests, and no sleep past `total_budget` seconds.
+
+    A request already in flight when the budget runs out still gets its own timeout, so a call
+    can last up to `total_budget` plus one read timeout.
+    """
+
+    attempts: int = 4
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    total_budget: float = 30.0
+
+    def backoff(self, retry: int, uniform: Callable[[float, float], float]) -> float:
+        """Full jitter: anywhere between 0 and the exponential ceiling for this retry."""
+        return uniform(0.0, min(self.max_delay, self.base_delay * 2**retry))
+
+
+class _Budget:
+    """Counts attempts and elapsed time for one call."""
+
+    def __init__(self, policy: RetryPolicy, monotonic: Callable[[], float]) -> None:
+        self._policy = policy
+        self._monotonic = monotonic
+        self._started = monotonic()
+        self.attempts = 0
+
+    def allows(self, delay: float) -> bool:
+        """Whether one more attempt after sleeping `delay` seconds stays within the policy."""
+        elapsed = self._monotonic() - self._started
+        return (
+            self.attempts < self._policy.attempts and elapsed + delay <= self._policy.total_budget
+        )
+
+
+class DwsClient:
+    """Snapshot operations of one project, over one injected, signing `httpx.Client`."""
+
+    def __init__(
+        self,
+        http: httpx.Client,
+        project_id: str,
+        *,
+        retry: RetryPolicy = RetryPolicy(),
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+        uniform: Callable[[float, float], float] = random.uniform,
+        logger: logging.Logger = _LOG,
+    ) -> None:
+        if not _PROJECT_ID_RE.fullmatch(project_id):
+            raise ValueError("The project id must be 1 to 64 letters, digits, '-' or '_'.")
+        self._http = http
+        self._project = project_id
+        self._retry = retry
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._uniform = uniform
+        self._log = logger
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def get_snapshot(self, snapshot_id: str) -> Snapshot:
+        path = f"/v1.0/{self._project}/snapshots/{validate_snapshot_id(snapshot_id)}"
+        return self._parse(SnapshotEnvelope, self._get(path)).snapshot
+
+    def list_snapshots(self) -> list[Snapshot]:
+        path = f"/v1.0/{self._project}/snapshots"
+        return self._parse(SnapshotList, self._get(path)).snapshots
+
+    def find_snapshot_by_name(self, name: str) -> Snapshot | None:
+        """The snapshot with this name, compared case-insensitively as DWS compares names."""
+        wanted = name.strip().lower()
+        return next((s for s in self.list_snapshots() if s.name.lower() == wanted), None)
+
+    def wait_until_available(
+        self,
+        snapshot_id: str,
+        poll_seconds: float,
+        timeout: float,
+        on_status: Callable[[Snapshot], None] | None = None,
+    ) -> Snapshot:
+        """Poll until AVAILABLE; raise SnapshotFailed on UNAVAILABLE, WaitTimedOut at `timeout`.
+
+        `on_status` hears the first status seen and every change after it.
+        """
+        started = self._monotonic()
+        last_status: str | None = None
+        while True:
+            snapshot = self.get_snapshot(snapshot_id)
+            if snapshot.status != last_status:
+                last_status = snapshot.status
+                if on_status is not None:
+                    on_status(snapshot)
+            if snapshot.status == SnapshotStatus.AVAILABLE:
+                return snapshot
+            if snapshot.status == SnapshotStatus.UNAVAILABLE:
+                raise SnapshotFailed(snapshot.id, snapshot.status)
+            waited = self._monotonic() - started
+            if waited >= timeout:
+                raise WaitTimedOut(snapshot.id, snapshot.status, waited)
+            self._sleep(min(poll_seconds, timeout - waited))
+
+    # -- the copy --------------------------------------------------------------------------
+
+    def copy_snapshot(self, snapshot_id: str, name: str, description: str = "") -> CopiedSnapshot:
+        """Copy an automated snapshot under a new, unique name; at most one copy per call."""
+        source = validate_snapshot_id(snapshot_id)
+        name = validate_backup_name(name)
+        body = {"backup_name": name, "description": validate_description(description)}
+        path = f"/v1.0/{self._project}/snapshots/{source}/linked-copy"
+        budget = _Budget(self._retry, self._monotonic)
+        maybe_created = False
+        while True:
+            budget.attempts += 1
+            try:
+                response = self._send("POST", path, json=body)
+            except DwsError as error:
+                if _proves_nothing_created(error):
+                    self._pause_or_raise(error, budget)
+                    continue
+                ambiguous = _may_have_created(error)
+                if ambiguous or maybe_created:
+                    # Either this attempt may have made the copy, or an earlier one did and DWS
+                    # now refuses the name as taken: in both cases the name decides.
+                    maybe_created = True
+                    adopted = self._adopt(name, error)
+                    if adopted is not None:
+                        return adopted
+                if not ambiguous:
+                    raise  # a plain refusal: bad name, unknown source, no permission
+                self._pause_or_raise(error, budget)
+                continue
+            return self._copied(response, name)
+
+    def _copied(self, response: httpx.Response, name: str) -> CopiedSnapshot:
+        request_id = response.headers.get("X-Request-Id")
+        try:
+            answer = self._parse(CopyResponse, response)
+        except MalformedResponse as error:
+            # DWS said yes, so the copy exists; its id is still there to be found by name.
+            adopted = self._adopt(name, error)
+            if adopted is None:
+                raise
+            return adopted
+        return CopiedSnapshot(answer.snapshot_id, request_id, adopted=False)
+
+    def _adopt(self, name: str, error: DwsError) -> CopiedSnapshot | None:
+        try:
+            found = self.find_snapshot_by_name(name)
+        except DwsError as lookup_error:
+            raise CopyOutcomeUnknown(name, error) from lookup_error
+        if found is None:
+            return None
+        self._log.warning(
+            "adopting snapshot %s: found by name after the copy's answer was lost or unreadable",
+            found.id,
+            extra={"dws_snapshot_id": found.id, "dws_request_id": error.request_id},
+        )
+        return CopiedSnapshot(found.id, error.request_id, adopted=True)
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def _get(self, path: str) -> httpx.Response:
+        budget = _Budget(self._retry, self._monotonic)
+        while True:
+            budget.attempts += 1
+            try:
+                return self._send("GET", path)
+            except DwsError as error:
+                if not error.retryable:
+                    raise
+                self._pause_or_raise(error, budget)
+
+    def _pause_or_raise(self, error: DwsError, budget: _Budget) -> None:
+        """Sleep before the next attempt, or re-raise `error` if the policy allows no more."""
+        if error.retry_after is not None:
+            delay = error.retry_after
+        else:
+            delay = self._retry.backoff(budget.attempts - 1, self._uniform)
+        if not budget.allows(delay):
+            raise error
+        self._sleep(delay)
+
+    def _send(self, method: str, path: str, json: Any = None) -> httpx.Response:
+        started = self._monotonic()
+        try:
+            response = self._http.request(method, path, json=json)
+        except httpx.TransportError as exc:
+            lost = transport_error(exc)
+            self._log_attempt(method, path, None, None, started, lost)
+            raise lost from exc
+        request_id = response.headers.get("X-Request-Id")
+        if response.is_success:
+            self._log_attempt(method, path, response.status_code, request_id, started, None)
+            return response
+        error = DwsError.from_response(response)
+        self._log_attempt(method, path, response.status_code, request_id, started, error)
+        raise error
+
+    def _log_attempt(
+        self,
+        method: str,
+        path: str,
+        status: int | None,
+        request_id: str | None,
+        started: float,
+        error: DwsError | None,
+    ) -> None:
+        elapsed_ms = round((self._monotonic() - started) * 1000)
+        fields = {
+            "dws_method": method,
+            "dws_path": path,
+            "dws_status": status,
+            "dws_request_id": request_id,
+            "dws_elapsed_ms": elapsed_ms,
+            "dws_error_code": error.error_code if error else None,
+        }
+        if error is None:
+            self._log.info("DWS %s %s -> %s", method, path, status, extra=fields)
+        else:
+            self._log.warning("DWS %s %s failed: %s", method, path, error, extra=fields)
+
+    def _parse(self, model: type[_Model], response: httpx.Response) -> _Model:
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError as exc:
+            problem = exc.errors(include_url=False, include_input=False)[0]
+            where = ".".join(str(part) for part in problem["loc"]) or "body"
+            raise MalformedResponse(
+                f"{model.__name__} answer, {where}: {problem['msg']}",
+                status=response.status_code,
+                request_id=response.headers.get("X-Request-Id"),
+            ) from None
+
+
+def _proves_nothing_created(error: DwsError) -> bool:
+    """Failures after which DWS certainly did not copy: throttled, busy, never connected."""
+    if isinstance(error, DwsTransportError):
+        return error.sent is False
+    return error.retryable and (error.status is None or error.status < 500)
+
+
+def _may_have_created(error: DwsError) -> bool:
+    """Failures that leave unknown whether the copy was made: lost answers and 5xx."""
+    if isinstance(error, DwsTransportError):
+        return error.sent is not False
+    return error.status is not None and error.status >= 500

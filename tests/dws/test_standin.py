@@ -1,0 +1,251 @@
+"""The local DWS stand-in keeps the real service's rules, and checks signatures like its gateway."""
+
+import json
+import re
+import socket
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from bot.dws import standin as standin_module
+from bot.dws.client import DwsClient, build_http_client
+from bot.dws.errors import DwsError, SnapshotFailed
+from bot.dws.signer import AkSkAuth
+from bot.dws.standin import DwsStandIn, Fault
+
+from .fakes import AK, PROJECT, SK
+
+
+def dws_client(url: str, auth: AkSkAuth) -> tuple[httpx.Client, DwsClient]:
+    http = build_http_client(url, auth, connect_timeout=1.0, read_timeout=2.0)
+    return http, DwsClient(http, PROJECT, sleep=lambda _: None)
+
+
+def raw(standin: DwsStandIn, method: str, path: str, **kwargs: object) -> httpx.Response:
+    """A request signed correctly but not checked by our client's validation."""
+    with httpx.Client(base_url=standin.url, auth=AkSkAuth(AK, SK, PROJECT)) as http:
+        return http.request(method, path, **kwargs)  # type: ignore[arg-type]
+
+
+def test_it_listens_on_loopback_only(standin: DwsStandIn) -> None:
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+", standin.url)
+
+
+def test_every_answer_carries_a_request_id(standin: DwsStandIn) -> None:
+    ok = raw(standin, "GET", f"/v1.0/{PROJECT}/snapshots")
+    missing = raw(standin, "GET", f"/v1.0/{PROJECT}/nothing-here")
+    assert (ok.status_code, missing.status_code) == (200, 404)
+    for response in (ok, missing):
+        assert re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Request-Id"])
+    assert ok.headers["X-Request-Id"] != missing.headers["X-Request-Id"]
+
+
+@pytest.mark.parametrize(
+    ("auth", "why"),
+    [
+        (AkSkAuth(AK, "the-wrong-secret", PROJECT), "verify aksk signature fail"),
+        (AkSkAuth("SOMEONE-ELSE", SK, PROJECT), "access key is unknown"),
+        (
+            AkSkAuth(AK, SK, PROJECT, clock=lambda: datetime.now(UTC) - timedelta(minutes=20)),
+            "15 minutes",
+        ),
+    ],
+)
+def test_bad_signatures_are_refused_with_401(standin: DwsStandIn, auth: AkSkAuth, why: str) -> None:
+    http, client = dws_client(standin.url, auth)
+    with http, pytest.raises(DwsError) as caught:
+        client.list_snapshots()
+    assert (caught.value.status, caught.value.error_code) == (401, "APIG.0301")
+    assert why in caught.value.error_msg
+    assert len(standin.requests) == 1  # a refusal is final, not retried
+
+
+def test_unsigned_request_is_refused(standin: DwsStandIn) -> None:
+    response = httpx.get(f"{standin.url}/v1.0/{PROJECT}/snapshots")
+    assert response.status_code == 401
+    assert response.json()["error_code"] == "APIG.0301"
+
+
+def test_tampered_body_breaks_the_signature(standin: DwsStandIn) -> None:
+    source = standin.add_snapshot("dws-prod-20240601020000")
+    request = httpx.Request(
+        "POST",
+        f"{standin.url}/v1.0/{PROJECT}/snapshots/{source.id}/linked-copy",
+        json={"backup_name": "good-name", "description": ""},
+    )
+    AkSkAuth(AK, SK, PROJECT).sign(request)
+    evil = request.content.replace(b"good-name", b"evil-name")  # same length, new meaning
+    tampered = httpx.Request("POST", request.url, headers=request.headers, content=evil)
+    with httpx.Client() as http:
+        response = http.send(tampered)
+    assert response.status_code == 401
+    assert standin.copy_calls == 0
+
+
+def test_verification_can_be_switched_off(standin: DwsStandIn) -> None:
+    standin.verify_signatures = False
+    assert httpx.get(f"{standin.url}/v1.0/{PROJECT}/snapshots").status_code == 200
+
+
+def test_wrong_project_in_the_path_is_refused(standin: DwsStandIn) -> None:
+    response = raw(standin, "GET", "/v1.0/0123456789abcdef0123456789abcdef/snapshots")
+    assert response.status_code == 403
+    assert response.json()["error_code"] == "DWS.0015"
+
+
+def test_unknown_and_malformed_snapshot_ids(standin: DwsStandIn) -> None:
+    unknown = raw(standin, "GET", f"/v1.0/{PROJECT}/snapshots/{'0' * 8}-0000-0000-0000-{'0' * 12}")
+    malformed = raw(standin, "GET", f"/v1.0/{PROJECT}/snapshots/not-a-uuid")
+    assert (unknown.status_code, unknown.json()["error_code"]) == (404, "DWS.0015")
+    assert (malformed.status_code, malformed.json()["error_code"]) == (400, "DWS.5149")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"backup_name": "1abc"}, "must start with a letter"),
+        ({"backup_name": "abc"}, "4 to 64 characters"),
+        ({"backup_name": "good-name", "description": "a=b"}, "cannot contain '='"),
+        ({"backup_name": 7}, "backup_name must be a string"),
+        ({}, "backup_name must be a string"),
+        (["not", "an", "object"], "must be a JSON object"),
+    ],
+)
+def test_copy_rules_are_enforced_by_the_service_too(
+    standin: DwsStandIn, body: object, message: str
+) -> None:
+    source = standin.add_snapshot("dws-prod-20240601020000")
+    response = raw(standin, "POST", f"/v1.0/{PROJECT}/snapshots/{source.id}/linked-copy", json=body)
+    assert response.status_code == 400
+    assert response.json()["error_code"] == "DWS.0001"
+    assert message in response.json()["error_msg"]
+    assert standin.copy_calls == 0
+
+
+def test_names_are_unique_regardless_of_case(standin: DwsStandIn, live_client: DwsClient) -> None:
+    source = standin.add_snapshot("dws-prod-20240601020000")
+    live_client.copy_snapshot(source.id, "keep-before-restore")
+    with pytest.raises(DwsError) as caught:
+        live_client.copy_snapshot(source.id, "KEEP-before-restore")
+    assert caught.value.status == 400
+    assert "already exists" in str(caught.value)
+    assert standin.copy_calls == 1
+
+
+def test_manual_snapshots_cannot_be_copied(standin: DwsStandIn, live_client: DwsClient) -> None:
+    manual = standin.add_snapshot("before-upgrade", type="MANUAL")
+    with pytest.raises(DwsError) as caught:
+        live_client.copy_snapshot(manual.id, "copy-of-manual")
+    assert caught.value.status == 400
+    assert "Only automated snapshots can be copied" in caught.value.error_msg
+    assert standin.copy_calls == 0
+
+
+def test_copy_goes_from_creating_to_available(standin: DwsStandIn, live_http: httpx.Client) -> None:
+    source = standin.add_snapshot("dws-prod-20240601020000", type="AUTOMATED", size=42.0)
+    client = DwsClient(live_http, PROJECT)  # real sleep: the copy needs time to finish
+    seen: list[str] = []
+
+    copy = client.copy_snapshot(source.id, "keep-me", "for the incident")
+    final = client.wait_until_available(
+        copy.snapshot_id, 0.02, 5, on_status=lambda s: seen.append(s.status)
+    )
+
+    assert seen == ["CREATING", "AVAILABLE"]
+    assert (final.name, final.type, final.size, final.description) == (
+        "keep-me",
+        "MANUAL",
+        42.0,
+        "for the incident",
+    )
+    assert final.cluster_id == source.cluster_id
+
+
+def test_a_copy_can_be_made_to_fail(standin: DwsStandIn, live_http: httpx.Client) -> None:
+    source = standin.add_snapshot("dws-prod-20240601020000")
+    standin.fail_next_copy_later()
+    client = DwsClient(live_http, PROJECT)
+    copy = client.copy_snapshot(source.id, "doomed-copy")
+    with pytest.raises(SnapshotFailed):
+        client.wait_until_available(copy.snapshot_id, 0.02, 5)
+
+
+def test_requests_are_recorded_without_the_authorization_header(
+    standin: DwsStandIn, live_client: DwsClient
+) -> None:
+    source = standin.add_snapshot("dws-prod-20240601020000")
+    live_client.copy_snapshot(source.id, "recorded")
+    (request,) = standin.requests
+    assert (request.method, request.path) == (
+        "POST",
+        f"/v1.0/{PROJECT}/snapshots/{source.id}/linked-copy",
+    )
+    assert request.json() == {"backup_name": "recorded", "description": ""}
+    assert "authorization" not in request.headers
+    assert request.headers["x-project-id"] == PROJECT
+
+
+def test_faults_apply_once_to_the_matching_request(standin: DwsStandIn) -> None:
+    standin.inject(Fault("status", path="linked-copy", status=500))
+    standin.inject(
+        Fault("status", method="GET", status=429, error_code="APIG.0308", retry_after="1")
+    )
+    first = raw(standin, "GET", f"/v1.0/{PROJECT}/snapshots")
+    second = raw(standin, "GET", f"/v1.0/{PROJECT}/snapshots")
+    assert (first.status_code, first.headers["Retry-After"]) == (429, "1")
+    assert first.json()["error_code"] == "APIG.0308"
+    assert second.status_code == 200  # the linked-copy fault is still waiting for its request
+
+
+def test_html_fault_answers_a_gateway_page(standin: DwsStandIn) -> None:
+    standin.inject(Fault("html", status=502))
+    response = raw(standin, "GET", f"/v1.0/{PROJECT}/snapshots")
+    assert response.status_code == 502
+    assert response.headers["Content-Type"] == "text/html"
+    assert "<title>502 Bad Gateway</title>" in response.text
+
+
+def test_seed_demo_has_automated_and_manual_snapshots(standin: DwsStandIn) -> None:
+    seeded = standin.seed_demo()
+    assert seeded == standin.snapshots
+    assert sum(s.is_automated for s in seeded) >= 3
+    assert any(not s.is_automated for s in seeded)
+    assert len({s.name.lower() for s in seeded}) == len(seeded)
+
+
+def test_stop_closes_idle_keep_alive_connections_promptly() -> None:
+    standin = DwsStandIn(AK, SK, PROJECT).start()
+    with socket.create_connection(("127.0.0.1", int(standin.url.rsplit(":", 1)[1]))) as sock:
+        sock.sendall(b"GET /v1.0/x/snapshots HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert sock.recv(12) == b"HTTP/1.1 401"
+        started = time.monotonic()
+        standin.stop()
+        assert time.monotonic() - started < 2.0
+    with pytest.raises(RuntimeError, match="not running"):
+        _ = standin.url
+
+
+def test_snapshot_views_serialise_like_the_api(standin: DwsStandIn) -> None:
+    snapshot = standin.add_snapshot("dws-prod-20240601020000")
+    body = raw(standin, "GET", f"/v1.0/{PROJECT}/snapshots/{snapshot.id}").json()
+    assert body["snapshot"]["id"] == snapshot.id
+    assert json.loads(json.dumps(body))["snapshot"]["type"] == "AUTO"
+
+
+@pytest.mark.parametrize("verifier", ["official SDK", "own signature_for"])
+def test_signatures_are_checked_with_or_without_the_sdk(
+    standin: DwsStandIn, monkeypatch: pytest.MonkeyPatch, verifier: str
+) -> None:
+    # At run time (the sandbox) the SDK is usually absent and our own function verifies.
+    if verifier == "own signature_for":
+        monkeypatch.setattr(standin_module, "_official_sdk", lambda: None)
+    else:
+        assert standin_module._official_sdk() is not None
+    good = raw(standin, "GET", f"/v1.0/{PROJECT}/snapshots?limit=10&offset=0")
+    http, client = dws_client(standin.url, AkSkAuth(AK, "the-wrong-secret", PROJECT))
+    with http, pytest.raises(DwsError) as caught:
+        client.list_snapshots()
+    assert good.status_code == 200
+    assert caught.value.status == 401
