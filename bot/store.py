@@ -64,6 +64,12 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX events_request_id ON events (request_id, id);
     """,
+    """
+    CREATE TABLE deliveries (
+        event_id TEXT PRIMARY KEY,
+        at TEXT NOT NULL
+    );
+    """,
 )
 
 REQUEST_COLUMNS = tuple(CopyRequest.model_fields)
@@ -219,6 +225,15 @@ class Store:
         """An event that changes no state: a refusal, a failed Slack call, a status seen."""
         with self._transaction() as db:
             _add_event(db, request_id, kind, actor, details or {}, now_iso())
+
+    def first_delivery(self, event_id: str) -> bool:
+        """True the first time Slack delivers this event id; its retries get False."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO deliveries (event_id, at) VALUES (?, ?)",
+                [event_id, now_iso()],
+            )
+            return cursor.rowcount == 1
 
     # --- reads ---------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from bot.errors import UnknownRequest
 from bot.slack import views
 from bot.slack.errors import reports_errors
 from bot.slack.forms import action_request_id
+from bot.slack.home import publish_home
 from bot.slack.ids import Action
 from bot.slack.services import Services
 
@@ -24,12 +25,19 @@ def register(app: App, services: Services) -> None:
         # Identity is the signed payload's user; the request comes from the database, never
         # from the message the button sits in.
         services.copies.approve(_request_id(body), body["user"]["id"])
+        if (body.get("view") or {}).get("type") == "home":
+            publish_home(services, client, body["user"]["id"])
 
     @reports_errors
     def open_deny(body: dict[str, Any], client: WebClient) -> None:
         # Checked before the modal opens, and again when it is submitted.
         request = services.copies.deciding(_request_id(body), body["user"]["id"], action="deny")
-        client.views_open(trigger_id=body["trigger_id"], view=views.deny_modal(request))
+        client.views_open(
+            trigger_id=body["trigger_id"],
+            view=views.deny_modal(
+                request, from_home=(body.get("view") or {}).get("type") == "home"
+            ),
+        )
 
     app.action(Action.APPROVE)(ack=acknowledge, lazy=[approve])
     app.action(Action.DENY)(ack=acknowledge, lazy=[open_deny])

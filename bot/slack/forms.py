@@ -18,6 +18,7 @@ class ModalMetadata(BaseModel):
     channel_id: str | None = None
     thread_ts: str | None = None
     request_id: int | None = None
+    from_home: bool = False
 
     @classmethod
     def parse(cls, raw: str | None) -> ModalMetadata:

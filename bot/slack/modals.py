@@ -15,6 +15,7 @@ from slack_sdk import WebClient
 from bot.errors import BadInput, NotAllowed
 from bot.slack.errors import reports_errors, sentence_for
 from bot.slack.forms import CopyModalInput, ModalMetadata, field_block
+from bot.slack.home import publish_home
 from bot.slack.ids import Action, Block, Callback
 from bot.slack.services import Services
 
@@ -70,6 +71,8 @@ def register(app: App, services: Services) -> None:
             view["state"]["values"].get(Block.DENY_REASON, {}).get(Action.DENY_REASON, {})
         ).get("value")
         services.copies.deny(metadata.request_id, body["user"]["id"], (reason or "").strip())
+        if metadata.from_home:
+            publish_home(services, client, body["user"]["id"])
 
     app.view(Callback.COPY_MODAL)(ack=submit_copy, lazy=[announce])
     app.view(Callback.DENY_MODAL)(ack=acknowledge, lazy=[deny])

@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from bot.domain import CopyRequest, State
+from bot.dws.models import Snapshot
 from bot.slack.ids import Action, Block, Callback
 
 Blocks = list[dict[str, Any]]
@@ -156,14 +157,14 @@ def copy_modal(
     }
 
 
-def deny_modal(request: CopyRequest) -> dict[str, Any]:
+def deny_modal(request: CopyRequest, *, from_home: bool = False) -> dict[str, Any]:
     return {
         "type": "modal",
         "callback_id": Callback.DENY_MODAL,
         "title": _plain("Deny copy request"),
         "submit": _plain("Deny"),
         "close": _plain("Back"),
-        "private_metadata": json.dumps({"request_id": request.id}),
+        "private_metadata": json.dumps({"request_id": request.id, "from_home": from_home}),
         "blocks": [
             _section(
                 f"Deny request {request.label}: copy `{request.source_snapshot_id}` "
@@ -231,28 +232,7 @@ def request_blocks(request: CopyRequest, *, sandbox: bool = False) -> Blocks:
             )
         )
     if request.state == State.PENDING_APPROVAL:
-        blocks.append(
-            {
-                "type": "actions",
-                "block_id": Block.DECISION,
-                "elements": [
-                    {
-                        "type": "button",
-                        "action_id": Action.APPROVE,
-                        "text": _plain("Approve"),
-                        "style": "primary",
-                        "value": str(request.id),
-                    },
-                    {
-                        "type": "button",
-                        "action_id": Action.DENY,
-                        "text": _plain("Deny"),
-                        "style": "danger",
-                        "value": str(request.id),
-                    },
-                ],
-            }
-        )
+        blocks.append(decision_buttons(request))
     blocks.append(_context(_sandboxed(outcome_line(request), sandbox)))
     return blocks
 
@@ -342,3 +322,86 @@ def already_handled(request: CopyRequest) -> str:
     }.get(request.state, request.state.value)
     who = f" by {mention(by)}" if by else ""
     return f"Request {request.label} was already {verb}{who}; nothing more to do."
+
+
+# --- App Home --------------------------------------------------------------------------------
+
+
+def decision_buttons(request: CopyRequest) -> dict[str, Any]:
+    return {
+        "type": "actions",
+        "block_id": f"{Block.DECISION}_{request.id}",
+        "elements": [
+            {
+                "type": "button",
+                "action_id": Action.APPROVE,
+                "text": _plain("Approve"),
+                "style": "primary",
+                "value": str(request.id),
+            },
+            {
+                "type": "button",
+                "action_id": Action.DENY,
+                "text": _plain("Deny"),
+                "style": "danger",
+                "value": str(request.id),
+            },
+        ],
+    }
+
+
+def home_view(
+    *,
+    waiting: list[CopyRequest],
+    mine: list[CopyRequest],
+    can_request: bool,
+    sandbox: bool = False,
+) -> dict[str, Any]:
+    """App Home: what waits for me, what I asked for, and a way to ask for more."""
+    blocks: Blocks = [{"type": "header", "text": _plain("snapcopy")}]
+    if sandbox:
+        blocks.append(_context(":test_tube: *sandbox*: copies go to a local stand-in, not DWS."))
+    if can_request:
+        blocks.append(
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": Action.NEW_COPY,
+                        "text": _plain("New copy"),
+                        "style": "primary",
+                    }
+                ],
+            }
+        )
+    blocks += [{"type": "divider"}, _section("*Waiting for your approval*")]
+    if not waiting:
+        blocks.append(_context("Nothing waits for you."))
+    for request in waiting:
+        blocks.append(
+            _section(
+                f"*{request.label}* {mention(request.requested_by)} asks to copy "
+                f"`{request.source_snapshot_id}` as *{escape(request.backup_name)}*"
+                + (f"\n>{escape(request.description)}" if request.description else "")
+            )
+        )
+        blocks.append(decision_buttons(request))
+    blocks += [{"type": "divider"}, _section("*Your recent requests*")]
+    if not mine:
+        blocks.append(_context("You have not asked for a copy yet."))
+    for request in mine:
+        line = f"*{request.label}* {escape(request.backup_name)} · {STATE_LABEL[request.state]}"
+        if request.new_snapshot_id:
+            line += f"\nnew snapshot `{request.new_snapshot_id}`"
+        blocks.append(_section(line))
+    return {"type": "home", "blocks": blocks[:100]}
+
+
+def snapshot_option(snapshot: Snapshot) -> dict[str, Any]:
+    """One picker entry: name, cluster, date and size in the 75 characters Slack allows."""
+    cluster = snapshot.cluster_name or (snapshot.cluster_id or "")[:8]
+    started = (snapshot.started or "")[:16].replace("T", " ")
+    size = f"{snapshot.size:g} GB" if snapshot.size is not None else "size ?"
+    text = f"{snapshot.name} · {cluster} · {started} · {size}"
+    return {"text": _plain(text[:75]), "value": snapshot.id}

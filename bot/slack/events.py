@@ -1,0 +1,70 @@
+"""`@snapcopy` in a thread: `copy <snapshot_id> <name> [description…]` and `help`.
+
+Everything is answered in the thread the mention was made in. Slack retries an event it thinks
+was lost; each event id is handled once, however often it arrives.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+
+from bot.errors import BadInput
+from bot.slack import answers, views
+from bot.slack.errors import reports_errors
+from bot.slack.services import Services
+
+_LEADING_MENTIONS = re.compile(r"^(\s*<@[A-Z0-9]+(\|[^>]*)?>\s*)+")
+
+MENTION_USAGE = (
+    "Usage: `@snapcopy copy <snapshot_id> <new name> [description…]`, for example "
+    "`@snapcopy copy 4ca46bf1-5c61-48ff-b4f3-0ad4e5e3ba90 inc-1234-before-restore before restore`."
+)
+
+
+def mention_words(text: str) -> list[str]:
+    return _LEADING_MENTIONS.sub("", text or "", count=1).split()
+
+
+def register(app: App, services: Services) -> None:
+    def acknowledge(ack: Ack) -> None:
+        ack()
+
+    @reports_errors
+    def mentioned(body: dict[str, Any], client: WebClient) -> None:
+        event = body["event"]
+        if not services.store.first_delivery(str(body.get("event_id") or event.get("ts"))):
+            return
+        thread_ts = event.get("thread_ts") or event["ts"]
+
+        def say(text: str) -> None:
+            client.chat_postMessage(channel=event["channel"], thread_ts=thread_ts, text=text)
+
+        words = mention_words(event.get("text", ""))
+        command = words[0].lower() if words else "help"
+        if command == "copy":
+            if len(words) < 3:
+                say(MENTION_USAGE)
+                return
+            try:
+                form = services.copies.validate(words[1], words[2], " ".join(words[3:]))
+            except BadInput as error:
+                say(f"{error.message}\n{MENTION_USAGE}")
+                return
+            services.copies.precheck(form)
+            request = services.copies.submit(
+                form,
+                requested_by=event["user"],
+                channel_id=event["channel"],
+                thread_ts=thread_ts,
+            )
+            services.copies.announce(request.id)
+        elif command == "help":
+            say(answers.help_text())
+        else:
+            say(f"I don't know `{views.escape(command)}`.\n{MENTION_USAGE}")
+
+    app.event("app_mention")(ack=acknowledge, lazy=[mentioned])
