@@ -25,7 +25,7 @@ from bot.copies import CopyService, Stopping
 from bot.dws.client import DwsClient, build_http_client, endpoint_for
 from bot.dws.signer import AkSkAuth
 from bot.roles import RoleResolver
-from bot.slack import actions, commands, errors, modals, shortcuts
+from bot.slack import actions, commands, errors, events, home, modals, options, shortcuts
 from bot.slack.notify import SlackNotifier
 from bot.slack.services import Services
 from bot.store import Store
@@ -64,8 +64,10 @@ class Runtime:
         while not self.stop.is_set():
             try:
                 copies.expire_due()
+                # Older than a few seconds: younger ones are still being posted by a listener.
+                copies.announce_unposted(older_than_seconds=10)
             except Exception:
-                log.exception("expiring requests failed")
+                log.exception("background sweep failed")
             self.stop.wait(self._sweep_seconds())
 
     def _sweep_seconds(self) -> float:
@@ -127,7 +129,7 @@ def build_runtime(
     )
     services = Services(copies=copies, store=store, dws=dws, roles=roles, sandbox=sandbox)
     bolt.error(errors.handle)
-    for kind in (commands, modals, actions, shortcuts):
+    for kind in (commands, modals, actions, shortcuts, events, home, options):
         kind.register(bolt, services)
     return Runtime(
         bolt=bolt,

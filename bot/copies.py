@@ -31,6 +31,7 @@ from bot.dws.validation import (
 )
 from bot.errors import (
     AlreadyHandled,
+    AnnounceFailed,
     BadInput,
     NotAllowed,
     RequestExpired,
@@ -114,6 +115,7 @@ class CopyService:
         self.stop = stop or threading.Event()
         self._prechecks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="precheck")
         self._running: set[int] = set()
+        self._announcing: set[int] = set()
         self._running_lock = threading.Lock()
 
     # --- asking --------------------------------------------------------------------------
@@ -210,8 +212,25 @@ class CopyService:
 
     def announce(self, request_id: int) -> CopyRequest:
         """Post the request to its channel, remember the thread, and start it if approved."""
+        with self._running_lock:
+            if request_id in self._announcing:
+                return self._get(request_id)
+            self._announcing.add(request_id)
+        try:
+            return self._announce(request_id)
+        finally:
+            with self._running_lock:
+                self._announcing.discard(request_id)
+
+    def _announce(self, request_id: int) -> CopyRequest:
         request = self._get(request_id)
-        posted = self.notifier.announce(request)
+        if request.message_ts is not None:
+            return request
+        try:
+            posted = self.notifier.announce(request)
+        except AnnounceFailed as error:
+            self.store.record_event(request.id, "announce_failed", None, {"error": error.reason})
+            raise
         request = self.store.update(
             request.id,
             channel_id=posted.channel_id,
@@ -504,11 +523,16 @@ class CopyService:
 
     # --- after a restart -----------------------------------------------------------------
 
+    def announce_unposted(self, older_than_seconds: float = 0.0) -> None:
+        """Post requests whose message never made it (Slack down, bot not in the channel)."""
+        cutoff = iso(datetime.now(UTC) - timedelta(seconds=older_than_seconds))
+        for request in self.store.find(states=[State.PENDING_APPROVAL, State.APPROVED]):
+            if request.message_ts is None and request.created_at <= cutoff:
+                self._announce_quietly(request.id)
+
     def reconcile(self) -> list[int]:
         """Pick up what a crash or restart interrupted; returns the request ids resumed."""
-        for request in self.store.find(states=[State.PENDING_APPROVAL, State.APPROVED]):
-            if request.message_ts is None:
-                self._announce_quietly(request.id)
+        self.announce_unposted()
         resumed = []
         for request in self.store.find(states=[State.APPROVED, State.COPYING], newest_first=False):
             if request.message_ts is None and request.state == State.APPROVED:
@@ -521,11 +545,10 @@ class CopyService:
     def _announce_quietly(self, request_id: int) -> None:
         try:
             self.announce(request_id)
-        except Exception as error:
+        except AnnounceFailed as error:
             log.warning(
-                "announcing request failed", extra={"request_id": request_id}, exc_info=True
+                "announcing request failed: %s", error.reason, extra={"request_id": request_id}
             )
-            self.store.record_event(request_id, "announce_failed", None, {"error": str(error)})
 
     def _get(self, request_id: int) -> CopyRequest:
         request = self.store.get(request_id)

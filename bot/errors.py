@@ -6,7 +6,8 @@
      ├── AlreadyHandled      somebody else already approved, denied or cancelled it
      ├── RequestExpired      the request waited longer than the policy allows
      ├── UnknownRequest      no request has that id
-     └── BadInput            a field is wrong; `.field` names it (modal block or command word)
+     ├── BadInput            a field is wrong; `.field` names it (modal block or command word)
+     └── AnnounceFailed      the request is saved but its message could not be posted
 
 DWS failures are `bot.dws.errors.DwsError`; both families reach people through one handler.
 """
@@ -51,3 +52,13 @@ class BadInput(SnapcopyError):
     def __init__(self, field: str, message: str) -> None:
         self.field = field
         super().__init__(message)
+
+
+class AnnounceFailed(SnapcopyError):
+    def __init__(self, request_id: int, reason: str) -> None:
+        self.request_id = request_id
+        self.reason = reason  # the chat platform's error code, e.g. not_in_channel
+        super().__init__(
+            f"Request #{request_id} is saved, but I could not post it to the channel "
+            f"({reason}); I will keep trying."
+        )

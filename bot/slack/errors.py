@@ -22,7 +22,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.dws.errors import DwsError
 from bot.dws.validation import InvalidInput
-from bot.errors import AlreadyHandled, NotAllowed, SnapcopyError
+from bot.errors import AlreadyHandled, AnnounceFailed, NotAllowed, SnapcopyError
 from bot.slack import views
 
 log = logging.getLogger(__name__)
@@ -37,14 +37,27 @@ def sentence_for(error: Exception) -> str | None:
             f"{error.message} Ask an admin ({views.mentions(error.admins)}) to add you to the "
             f"`{error.needed}` role in the snapcopy policy."
         )
+    if isinstance(error, AnnounceFailed) and error.reason in (
+        "not_in_channel",
+        "channel_not_found",
+    ):
+        return (
+            f"{error.message} Invite me to the channel (`/invite @snapcopy`) and I will post it "
+            "there within a minute."
+        )
+    if isinstance(error, SlackApiError) and _code(error) == "expired_trigger_id":
+        return "Slack took too long to let me open the form; please run the command again."
     if isinstance(error, SnapcopyError | InvalidInput):
         return error.message
     if isinstance(error, DwsError):
         return str(error)
     if isinstance(error, SlackApiError):
-        code = error.response.get("error") if error.response is not None else "unknown"
-        return f"Slack refused a call I made ({code}); please try again in a moment."
+        return f"Slack refused a call I made ({_code(error)}); please try again in a moment."
     return None
+
+
+def _code(error: SlackApiError) -> str:
+    return str(error.response.get("error") if error.response is not None else "unknown")
 
 
 def report(error: Exception, body: dict[str, Any], client: WebClient) -> str:

@@ -15,6 +15,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.copies import News, Posted
 from bot.domain import CopyRequest
+from bot.errors import AnnounceFailed
 from bot.slack import views
 from bot.store import Store
 
@@ -39,15 +40,20 @@ class SlackNotifier:
         self.sandbox = sandbox
 
     def announce(self, request: CopyRequest) -> Posted:
-        """Post the request message; raises SlackApiError so the caller can tell the person."""
-        assert request.channel_id is not None
-        response = self.client.chat_postMessage(
-            channel=request.channel_id,
-            thread_ts=request.thread_ts,
-            text=views.request_text(request, sandbox=self.sandbox),
-            blocks=views.request_blocks(request, sandbox=self.sandbox),
-            unfurl_links=False,
-        )
+        """Post the request message; AnnounceFailed says why Slack would not take it."""
+        try:
+            response = self.client.chat_postMessage(
+                channel=request.channel_id or "",
+                thread_ts=request.thread_ts,
+                text=views.request_text(request, sandbox=self.sandbox),
+                blocks=views.request_blocks(request, sandbox=self.sandbox),
+                unfurl_links=False,
+            )
+        except SlackApiError as error:
+            code = error.response.get("error") if error.response is not None else None
+            raise AnnounceFailed(request.id, str(code or "unknown_error")) from error
+        except OSError as error:  # network trouble reaching Slack
+            raise AnnounceFailed(request.id, type(error).__name__) from error
         ts = str(response["ts"])
         return Posted(
             channel_id=str(response["channel"]),
