@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from gunicorn.app.base import BaseApplication
@@ -24,6 +26,8 @@ from bot.app import Runtime
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from _typeshed import OptExcInfo
 
     from bot.config import Policy, Settings
 
@@ -51,7 +55,7 @@ def make_wsgi_app(runtime: Runtime) -> WSGIApplication:
         method = environ.get("REQUEST_METHOD", "GET")
         if path == EVENTS_PATH:
             if method == "POST":
-                return slack(environ, start_response)
+                return _events(slack, environ, start_response)
             return _json(
                 start_response,
                 405,
@@ -72,6 +76,25 @@ def make_wsgi_app(runtime: Runtime) -> WSGIApplication:
     return app
 
 
+def _events(
+    slack: SlackRequestHandler, environ: WSGIEnvironment, start_response: StartResponse
+) -> Iterable[bytes]:
+    try:
+        return slack(environ, start_response)
+    except ValueError:
+        # Bolt parses the body before it checks the signature, so a truncated or garbled body
+        # raises here. It is the sender's mistake, not ours: 400, and nothing of it is logged.
+        log.warning("unreadable request body on %s", EVENTS_PATH)
+        return _json(
+            start_response, 400, {"ok": False, "error": "unreadable_body"}, exc_info=sys.exc_info()
+        )
+    except Exception:
+        log.exception("request to %s failed", EVENTS_PATH)
+        return _json(
+            start_response, 500, {"ok": False, "error": "internal_error"}, exc_info=sys.exc_info()
+        )
+
+
 def _health(runtime: Runtime, start_response: StartResponse) -> Iterable[bytes]:
     database = runtime.store.healthy()
     body = {
@@ -88,12 +111,14 @@ def _json(
     status: int,
     body: dict[str, Any],
     headers: list[tuple[str, str]] | None = None,
+    *,
+    exc_info: OptExcInfo | None = None,
 ) -> Iterable[bytes]:
     payload = json.dumps(body).encode()
-    reason = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
     start_response(
-        f"{status} {reason[status]}",
+        f"{status} {HTTPStatus(status).phrase}",
         [*_JSON_HEADERS, ("Content-Length", str(len(payload))), *(headers or [])],
+        exc_info,
     )
     return [payload]
 
