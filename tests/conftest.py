@@ -1,0 +1,178 @@
+"""Fixtures shared by every test.
+
+Isolation (autouse): no SLACK_*, HUAWEICLOUD_*, DWS_*, SNAPCOPY_*, PORT or proxy variable from
+the machine reaches a test, and each test runs in its own temporary directory, so no stray
+`.env` or `snapcopy.toml` is read.
+
+End to end, a test asks for `server` (the bot running against both stand-ins with the default
+policy) and drives it:
+
+    def test_requester_gets_the_modal(server, slack):
+        answer = server.command(REQUESTER, "")
+        assert answer.status_code == 200
+        slack.wait_for("views.open")
+
+`start_server(...)` starts more, or differently configured, servers; `slack` is the Slack
+stand-in (tests/slack_standin.py), `dws` the DWS stand-in (bot/dws/standin.py).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import slackreq
+from tests.harness import (
+    BOT_TOKEN,
+    DWS_AK,
+    DWS_PROJECT_ID,
+    DWS_SK,
+    ONCALL_GROUP,
+    ONCALL_MEMBER,
+    POLICY_TOML,
+    PROXY_VARIABLES,
+    SIGNING_SECRET,
+    BotServer,
+    write_policy,
+)
+from tests.slack_standin import RESPONSE_URL_PATH, SlackStandIn
+
+_ISOLATED = re.compile(r"(SLACK_|HUAWEICLOUD_|DWS_|SNAPCOPY_).*|PORT")
+
+# Nothing listens here: a bot that tries to reach DWS fails fast instead of reaching the cloud.
+UNREACHABLE_DWS = "http://127.0.0.1:9"
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    for name in list(os.environ):
+        if _ISOLATED.fullmatch(name) or name in PROXY_VARIABLES:
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def slack(monkeypatch: pytest.MonkeyPatch) -> Iterator[SlackStandIn]:
+    """Slack's Web API; the on-call user group S0ONCALL has one member, U0ONCALL.
+
+    Requests built with tests/slackreq.py carry response_urls of this stand-in, so replies
+    sent with Bolt's `respond()` are recorded as "response_url" calls.
+    """
+    standin = SlackStandIn(usergroups={ONCALL_GROUP: [ONCALL_MEMBER]})
+    standin.start()
+    monkeypatch.setattr(slackreq, "RESPONSE_URL_BASE", standin.url + RESPONSE_URL_PATH)
+    try:
+        yield standin
+    finally:
+        standin.stop()
+
+
+@pytest.fixture
+def _dws_seeded() -> Iterator[tuple[Any, list[Any]]]:
+    standin_module = pytest.importorskip(
+        "bot.dws.standin", reason="bot.dws.standin (the DWS stand-in) is not written yet"
+    )
+    standin = standin_module.DwsStandIn(DWS_AK, DWS_SK, DWS_PROJECT_ID, copy_delay=0.5)
+    standin.start()
+    try:
+        yield standin, standin.seed_demo()
+    finally:
+        standin.stop()
+
+
+@pytest.fixture
+def dws(_dws_seeded: tuple[Any, list[Any]]) -> Any:
+    """The DWS stand-in, started and seeded with `seed_demo()`."""
+    return _dws_seeded[0]
+
+
+@pytest.fixture
+def dws_snapshots(_dws_seeded: tuple[Any, list[Any]]) -> list[Any]:
+    """The snapshots `seed_demo()` created: automated ones of two clusters, and manual ones."""
+    return _dws_seeded[1]
+
+
+@pytest.fixture
+def policy_file(tmp_path: Path) -> Path:
+    """snapcopy.toml: requester U0REQUEST + group S0ONCALL, approver U0APPROVE, admin U0ADMIN;
+    approval required, no self approval."""
+    return write_policy(tmp_path / "snapcopy.toml", POLICY_TOML)
+
+
+@pytest.fixture
+def slack_only_env(slack: SlackStandIn, policy_file: Path, tmp_path: Path) -> dict[str, str]:
+    """Environment for a bot that talks to the Slack stand-in and never reaches DWS."""
+    return {
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack.api_url,
+        "HUAWEICLOUD_SDK_AK": DWS_AK,
+        "HUAWEICLOUD_SDK_SK": DWS_SK,
+        "HUAWEICLOUD_SDK_PROJECT_ID": DWS_PROJECT_ID,
+        "DWS_ENDPOINT": UNREACHABLE_DWS,
+        "SNAPCOPY_DB": str(tmp_path / "snapcopy.db"),
+        "SNAPCOPY_POLICY": str(policy_file),
+        "SNAPCOPY_POLL_SECONDS": "0.2",
+    }
+
+
+@pytest.fixture
+def bot_env(slack_only_env: dict[str, str], dws: Any) -> dict[str, str]:
+    """Environment for a bot against both stand-ins (skips while bot.dws.standin is missing)."""
+    return slack_only_env | {"DWS_ENDPOINT": dws.url}
+
+
+StartServer = Callable[..., BotServer]
+
+
+@pytest.fixture
+def start_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StartServer]:
+    """A factory: `start_server(env=None, *, env_overrides=None, policy=None, args=(), **options)`.
+
+    - `env`: the whole environment (default: `bot_env`, both stand-ins).
+    - `env_overrides`: changes on top; a None value removes the variable.
+    - `policy`: TOML text or `{"roles": {...}, "approval": {...}}` written to a new file.
+    - `args`: more `serve` arguments, e.g. `("--sandbox",)`.
+    - `options`: passed to `BotServer.start` (`port`, `port_option`, `timeout`).
+
+    Servers share the test's database unless told otherwise, so stopping one and starting
+    another is a restart. Every server started is stopped at the end of the test.
+    """
+    servers: list[BotServer] = []
+
+    def start(
+        env: Mapping[str, str | None] | None = None,
+        *,
+        env_overrides: Mapping[str, str | None] | None = None,
+        policy: str | Mapping[str, Mapping[str, Any]] | None = None,
+        args: Sequence[str] = (),
+        **options: Any,
+    ) -> BotServer:
+        merged: dict[str, str | None] = dict(
+            env if env is not None else request.getfixturevalue("bot_env")
+        )
+        if policy is not None:
+            path = write_policy(tmp_path / f"policy-{len(servers) + 1}.toml", policy)
+            merged["SNAPCOPY_POLICY"] = str(path)
+        merged.update(env_overrides or {})
+        server = BotServer.start(merged, cwd=tmp_path, args=args, **options)
+        servers.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture
+def server(start_server: StartServer) -> BotServer:
+    """The bot, running against both stand-ins with the default policy."""
+    return start_server()

@@ -1,0 +1,338 @@
+"""The end-to-end harness: the bot as a real `python -m bot serve` process on a loopback port.
+
+`BotServer.start()` launches the process with the environment you give it, waits until
+`GET /healthz` answers, and returns a handle that signs and posts Slack requests to it and reads
+its audit log. The fixtures in `tests/conftest.py` wire it to the Slack and DWS stand-ins; use
+those (`server`, `start_server`) rather than this module directly.
+
+The process runs this checkout's code (PYTHONPATH points at the repository), in the test's
+temporary directory, with its stderr (JSON log lines) in a file you can read with `.stderr()`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bot.domain import CopyRequest, State
+from bot.store import Store
+from tests import slackreq
+from tests.slackreq import SlackRequest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# --- who is who: the default policy's people, and the credentials the stand-ins accept ----------
+
+REQUESTER = "U0REQUEST"
+ONCALL_GROUP = "S0ONCALL"
+ONCALL_MEMBER = "U0ONCALL"  # a requester through the user group only
+APPROVER = "U0APPROVE"
+ADMIN = "U0ADMIN"
+OUTSIDER = "U0OUTSIDE"  # no role at all
+
+BOT_TOKEN = "xoxb-1111111111-2222222222-snapcopyTestBotToken"
+SIGNING_SECRET = "test-signing-secret-5d41402abc4b2a76b9719d911017c592"
+APP_TOKEN = "xapp-1-A0SNAPCOPY-1-snapcopyTestAppToken"
+
+DWS_AK = "HPUADWSTESTACCESSKEY"
+DWS_SK = "dws-test-secret-key-8c6976e5b5410415bde908bd4dee15df"
+DWS_PROJECT_ID = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+
+SECRETS = (BOT_TOKEN, SIGNING_SECRET, APP_TOKEN, DWS_SK)
+
+POLICY_TOML = f"""\
+[roles]
+requester = ["{REQUESTER}", "{ONCALL_GROUP}"]
+approver = ["{APPROVER}"]
+admin = ["{ADMIN}"]
+
+[approval]
+required = true
+allow_self_approval = false
+expires_after_minutes = 240
+"""
+
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 10.0
+HTTP_TIMEOUT = httpx.Timeout(10.0, connect=2.0)
+
+# The bot must reach the stand-ins directly, whatever proxy the machine is configured with.
+PROXY_VARIABLES = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def write_policy(path: Path, policy: str | Mapping[str, Mapping[str, Any]]) -> Path:
+    """Write a policy file: TOML text as is, or `{"roles": {...}, "approval": {...}}`."""
+    text = policy if isinstance(policy, str) else _toml(policy)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _toml(tables: Mapping[str, Mapping[str, Any]]) -> str:
+    lines = []
+    for table, values in tables.items():
+        lines.append(f"[{table}]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def subprocess_env(env: Mapping[str, str | None]) -> dict[str, str]:
+    """The current environment plus `env` (None removes a variable), running this checkout."""
+    merged = {key: value for key, value in os.environ.items() if key not in PROXY_VARIABLES}
+    merged["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])
+    )
+    merged["PYTHONUNBUFFERED"] = "1"
+    for key, value in env.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+class BotServer:
+    """A running `snapcopy serve`; stop() it (the fixtures do) to end the process."""
+
+    def __init__(
+        self,
+        process: subprocess.Popen[bytes],
+        *,
+        port: int,
+        env: Mapping[str, str | None],
+        log_path: Path,
+        log_file: Any,
+    ) -> None:
+        self.process = process
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.env = dict(env)
+        self.log_path = log_path
+        self._log_file = log_file
+        self.signing_secret = env.get("SLACK_SIGNING_SECRET") or SIGNING_SECRET
+        self.db_path = Path(env.get("SNAPCOPY_DB") or "snapcopy.db")
+        self.http = httpx.Client(base_url=self.url, timeout=HTTP_TIMEOUT, trust_env=False)
+        self._store: Store | None = None
+
+    @classmethod
+    def start(
+        cls,
+        env: Mapping[str, str | None],
+        *,
+        cwd: Path,
+        args: Sequence[str] = (),
+        port: int | None = None,
+        port_option: bool = True,
+        log_path: Path | None = None,
+        timeout: float = START_TIMEOUT,
+    ) -> BotServer:
+        """Start and wait for /healthz. With `port_option=False` the port is not passed as
+        `--port`: the process must find it in `env["PORT"]`."""
+        if port_option:
+            port = port or free_port()
+            command = ["--port", str(port)]
+        else:
+            port, command = int(env["PORT"] or 0), []
+        log_path = log_path or cwd / f"bot-{port}.log"
+        log_file = log_path.open("ab")
+        command = [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", *command, *args]
+        process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=subprocess_env(env),
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
+            # Its own process group, so that kill() can take the master and worker down at once.
+            start_new_session=True,
+        )
+        server = cls(process, port=port, env=env, log_path=log_path, log_file=log_file)
+        try:
+            server.wait_healthy(timeout)
+        except BaseException:
+            server.stop()
+            raise
+        return server
+
+    # --- life ------------------------------------------------------------------------------
+
+    def wait_healthy(self, timeout: float = START_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"snapcopy serve exited with {self.process.returncode} before it was healthy;"
+                    f" its output:\n{self.stderr()}"
+                )
+            try:
+                answer = self.http.get("/healthz", timeout=1.0)
+                if answer.status_code == 200:
+                    return
+                last = f"{answer.status_code} {answer.text}"
+            except httpx.TransportError as error:
+                last = repr(error)
+            time.sleep(0.05)
+        raise AssertionError(
+            f"snapcopy serve was not healthy within {timeout} s (last: {last}); its output:\n"
+            + self.stderr()
+        )
+
+    def terminate(self, timeout: float = STOP_TIMEOUT) -> int:
+        """SIGTERM and wait, like a platform stopping a dyno; returns the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(
+                f"snapcopy serve ignored SIGTERM for {timeout} s; its output:\n{self.stderr()}"
+            ) from None
+
+    def kill(self) -> int:
+        """SIGKILL the master and its worker at once: a crash, with no chance to clean up."""
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # It exited between poll() and here.
+        return self.process.wait(STOP_TIMEOUT)
+
+    def stop(self) -> int | None:
+        """Release everything; safe to call twice and after terminate() or kill()."""
+        code = None
+        # Kept-alive connections would make gunicorn linger on them for a couple of seconds.
+        self.http.close()
+        try:
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGTERM)
+                try:
+                    code = self.process.wait(STOP_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    code = self.process.wait()
+            else:
+                code = self.process.returncode
+        finally:
+            if self._store is not None:
+                self._store.db.close()
+                self._store = None
+            self._log_file.close()
+        return code
+
+    # --- talking to it ---------------------------------------------------------------------
+
+    def post(
+        self,
+        body: bytes | str,
+        content_type: str,
+        *,
+        sign: bool = True,
+        secret: str | None = None,
+        timestamp: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        path: str = "/slack/events",
+    ) -> httpx.Response:
+        """POST a raw body, signed with the server's signing secret unless told otherwise."""
+        raw = body.encode() if isinstance(body, str) else body
+        all_headers = {"Content-Type": content_type}
+        if sign:
+            all_headers |= slackreq.sign(raw, secret or self.signing_secret, timestamp=timestamp)
+        all_headers |= dict(headers or {})
+        return self.http.post(path, content=raw, headers=all_headers)
+
+    def send(self, request: SlackRequest, **options: Any) -> httpx.Response:
+        """POST a built request (see tests/slackreq.py); options as for post()."""
+        headers = {**request.headers, **options.pop("headers", {})}
+        return self.post(request.body, request.content_type, headers=headers, **options)
+
+    def command(self, user_id: str, text: str = "", **fields: Any) -> httpx.Response:
+        """`/snapcopy <text>` typed by `user_id`; fields as for slackreq.slash_command()."""
+        return self.send(slackreq.slash_command(user_id, text, **fields))
+
+    def interact(self, payload: dict[str, Any] | SlackRequest, **options: Any) -> httpx.Response:
+        """An interaction: a payload dict, or a request from one of slackreq's builders."""
+        request = payload if isinstance(payload, SlackRequest) else slackreq.interactive(payload)
+        return self.send(request, **options)
+
+    def event(
+        self,
+        event: dict[str, Any],
+        *,
+        event_id: str | None = None,
+        retry_num: int | None = None,
+        retry_reason: str = "http_timeout",
+    ) -> httpx.Response:
+        """An Events API delivery; `retry_num` makes it a re-delivery, as Slack marks them."""
+        headers = slackreq.retry_headers(retry_num, retry_reason) if retry_num else None
+        return self.send(slackreq.event_callback(event, event_id=event_id, headers=headers))
+
+    def get(self, path: str) -> httpx.Response:
+        return self.http.get(path)
+
+    def health(self) -> dict[str, Any]:
+        answer: dict[str, Any] = self.http.get("/healthz").json()
+        return answer
+
+    # --- what it did -----------------------------------------------------------------------
+
+    def stderr(self) -> str:
+        """Everything the process wrote so far (JSON log lines, or a start-up error)."""
+        if not self._log_file.closed:
+            self._log_file.flush()
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def log_records(self) -> list[dict[str, Any]]:
+        """The JSON log lines; a line that is not JSON fails the test that asks."""
+        return [json.loads(line) for line in self.stderr().splitlines() if line.strip()]
+
+    @property
+    def store(self) -> Store:
+        """The server's audit log, opened in this process (SQLite WAL allows both)."""
+        if self._store is None:
+            self._store = Store(self.db_path)
+        return self._store
+
+    def requests(self, *states: State) -> list[CopyRequest]:
+        return self.store.find(states=states or None, newest_first=False)
+
+    def wait_for_request(self, request_id: int, state: State, timeout: float = 10.0) -> CopyRequest:
+        """Poll the audit log until request `request_id` reaches `state`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            request = self.store.get(request_id)
+            if request is not None and request.state == state:
+                return request
+            if time.monotonic() > deadline:
+                seen = request.state if request else "no such request"
+                raise AssertionError(
+                    f"request #{request_id} did not reach {state} within {timeout} s (it is "
+                    f"{seen}); events: {self.store.events(request_id)}"
+                )
+            time.sleep(0.05)

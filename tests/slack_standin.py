@@ -1,0 +1,505 @@
+"""A stand-in for Slack's Web API: a real HTTP server on 127.0.0.1 that records every call.
+
+Point the bot's `SLACK_API_URL` at `standin.api_url` (`url + "/api/"`). Every call to
+`/api/<method>` is recorded as a `Call` (GET query, form and JSON bodies alike, so tests need not
+care how slack_sdk chose to send it) and answered like Slack answers it. `fail_next` injects
+errors and rate limits; `wait_for` blocks until a call arrives, which is how tests wait for work
+the bot does after it has acknowledged Slack. Posts to `standin.response_url(name)` (what Bolt's
+`respond()` does) are recorded too, as calls of the method "response_url".
+
+    with SlackStandIn(usergroups={"S0ONCALL": ["U0ONCALL"]}) as slack:
+        ...
+        call = slack.wait_for("chat.postMessage", lambda c: c.params["channel"] == "C0INCIDENT")
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+TEAM_ID = "T0SNAPCOPY"
+TEAM_DOMAIN = "snapcopy-test"
+BOT_USER_ID = "U0SNAPBOT"
+BOT_ID = "B0SNAPBOT"
+RESPONSE_URL_PATH = "/response_url/"
+
+# Form fields that slack_sdk JSON-encodes; decoded so that tests see the same shape either way.
+_JSON_FIELDS = frozenset({"blocks", "attachments", "view", "metadata", "users", "unfurls"})
+
+
+@dataclass(frozen=True)
+class Call:
+    """One Web API call as the stand-in received it."""
+
+    method: str
+    params: dict[str, Any]
+    authorized: bool
+    token: str | None = None
+    http_method: str = "POST"
+    path: str = ""
+    at: float = field(default_factory=time.monotonic)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.params[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.params.get(key, default)
+
+
+@dataclass
+class _Fault:
+    error: str
+    status: int
+    retry_after: int | None
+    times: int
+
+
+class SlackStandIn:
+    """Slack's Web API on a loopback port; thread-safe; use as a context manager or start/stop."""
+
+    def __init__(
+        self,
+        *,
+        usergroups: dict[str, list[str]] | None = None,
+        token: str | None = None,
+    ) -> None:
+        # group id -> member user ids, for usergroups.users.list; tests may change it at will.
+        self.usergroups: dict[str, list[str]] = dict(usergroups or {})
+        # When set, any other token is answered with invalid_auth.
+        self.expected_token = token
+        self._calls: list[Call] = []
+        self._faults: dict[str, list[_Fault]] = {}
+        self._changed = threading.Condition()
+        self._ts = itertools.count(1)
+        self._view_ids = itertools.count(1)
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- life --------------------------------------------------------------------------------
+
+    def start(self) -> SlackStandIn:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        server.daemon_threads = True
+        server.standin = self  # type: ignore[attr-defined]
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> SlackStandIn:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """`http://127.0.0.1:<port>`; the Web API lives under `/api/`."""
+        assert self._server is not None, "SlackStandIn is not started"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def api_url(self) -> str:
+        """What SLACK_API_URL should be."""
+        return self.url + "/api/"
+
+    def response_url(self, name: str = "default") -> str:
+        """A `response_url` to put in a payload; what the bot posts there is recorded as a
+        call of the method "response_url" (params: the posted JSON; path: this URL's path)."""
+        return f"{self.url}{RESPONSE_URL_PATH}{name}"
+
+    # --- inspection --------------------------------------------------------------------------
+
+    def calls(self, method: str | None = None) -> list[Call]:
+        with self._changed:
+            return [call for call in self._calls if method is None or call.method == method]
+
+    def wait_for(
+        self,
+        method: str,
+        predicate: Callable[[Call], bool] = lambda call: True,
+        timeout: float = 5.0,
+    ) -> Call:
+        """The first recorded call of `method` matching `predicate`, waiting up to `timeout`.
+
+        A predicate that looks for a field the call does not have (KeyError, TypeError,
+        IndexError) does not match, so `lambda c: "x" in c["text"]` is safe on any call.
+        """
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for call in self._calls:
+                    if call.method == method and _matches(predicate, call):
+                        return call
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(
+                        f"no matching {method} call within {timeout} s; calls seen:\n"
+                        + _describe(self._calls)
+                    )
+                self._changed.wait(remaining)
+
+    def clear(self) -> None:
+        with self._changed:
+            self._calls.clear()
+            self._faults.clear()
+
+    # --- fault injection ---------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        method: str,
+        *,
+        error: str = "ratelimited",
+        status: int | None = None,
+        retry_after: int | None = None,
+        times: int = 1,
+    ) -> None:
+        """Answer the next `times` calls of `method` with `{"ok": false, "error": error}`.
+
+        `ratelimited` is answered the way Slack does: HTTP 429 with a Retry-After header.
+        """
+        if status is None:
+            status = 429 if error == "ratelimited" else 200
+        if status == 429 and retry_after is None:
+            retry_after = 1
+        with self._changed:
+            self._faults.setdefault(method, []).append(_Fault(error, status, retry_after, times))
+
+    # --- answering (called from the server's threads) ----------------------------------------
+
+    def _record(self, call: Call) -> _Fault | None:
+        with self._changed:
+            self._calls.append(call)
+            self._changed.notify_all()
+            faults = self._faults.get(call.method)
+            if not faults:
+                return None
+            fault = faults[0]
+            fault.times -= 1
+            if fault.times <= 0:
+                faults.pop(0)
+            return fault
+
+    def _next_ts(self) -> str:
+        # Increasing, shaped like Slack's: "1764340000.000100", "1764340000.000200", ...
+        with self._changed:
+            micros = next(self._ts) * 100
+        return f"{1764340000 + micros // 1_000_000}.{micros % 1_000_000:06d}"
+
+    def _next_view_id(self) -> str:
+        with self._changed:
+            return f"V0{next(self._view_ids):08d}"
+
+    def answer(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        handler = _ANSWERS.get(method)
+        if handler is None:
+            return {"ok": False, "error": "unknown_method"}
+        return handler(self, params)
+
+
+# --- answers, one per method --------------------------------------------------------------------
+
+
+def _message(standin: SlackStandIn, params: dict[str, Any], ts: str) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "type": "message",
+        "user": BOT_USER_ID,
+        "bot_id": BOT_ID,
+        "app_id": "A0SNAPCOPY",
+        "team": TEAM_ID,
+        "text": params.get("text", ""),
+        "ts": ts,
+    }
+    for key in ("blocks", "attachments", "thread_ts", "metadata"):
+        if key in params:
+            message[key] = params[key]
+    return message
+
+
+def _post_message(standin: SlackStandIn, params: dict[str, Any]) -> dict[str, Any]:
+    if not params.get("channel"):
+        return {"ok": False, "error": "channel_not_found"}
+    ts = standin._next_ts()
+    return {
+        "ok": True,
+        "channel": params["channel"],
+        "ts": ts,
+        "message": _message(standin, params, ts),
+    }
+
+
+def _update(standin: SlackStandIn, params: dict[str, Any]) -> dict[str, Any]:
+    if not params.get("channel") or not params.get("ts"):
+        return {"ok": False, "error": "message_not_found"}
+    return {
+        "ok": True,
+        "channel": params["channel"],
+        "ts": params["ts"],
+        "text": params.get("text", ""),
+        "message": _message(standin, params, str(params["ts"])),
+    }
+
+
+def _post_ephemeral(standin: SlackStandIn, params: dict[str, Any]) -> dict[str, Any]:
+    if not params.get("channel"):
+        return {"ok": False, "error": "channel_not_found"}
+    if not params.get("user"):
+        return {"ok": False, "error": "user_not_in_channel"}
+    return {"ok": True, "message_ts": standin._next_ts()}
+
+
+def _permalink(standin: SlackStandIn, params: dict[str, Any]) -> dict[str, Any]:
+    channel, ts = params.get("channel"), params.get("message_ts")
+    if not channel or not ts:
+        return {"ok": False, "error": "message_not_found"}
+    link = f"https://{TEAM_DOMAIN}.slack.com/archives/{channel}/p{str(ts).replace('.', '')}"
+    return {"ok": True, "channel": channel, "permalink": link}
+
+
+def _view(standin: SlackStandIn, params: dict[str, Any]) -> dict[str, Any]:
+    view = params.get("view")
+    if isinstance(view, str):
+        view = json.loads(view)
+    if not isinstance(view, dict) or "type" not in view:
+        return {"ok": False, "error": "invalid_arguments"}
+    view_id = params.get("view_id") or standin._next_view_id()
+    answer = {
+        "id": view_id,
+        "team_id": TEAM_ID,
+        "type": view["type"],
+        "blocks": view.get("blocks", []),
+        "private_metadata": view.get("private_metadata", ""),
+        "callback_id": view.get("callback_id", ""),
+        "state": {"values": {}},
+        "hash": f"{int(time.time())}.{view_id}",
+        "title": view.get("title"),
+        "close": view.get("close"),
+        "submit": view.get("submit"),
+        "root_view_id": view_id,
+        "app_id": "A0SNAPCOPY",
+        "bot_id": BOT_ID,
+    }
+    return {"ok": True, "view": answer}
+
+
+def _open_view(standin: SlackStandIn, params: dict[str, Any]) -> dict[str, Any]:
+    if not params.get("trigger_id"):
+        return {"ok": False, "error": "invalid_trigger_id"}
+    return _view(standin, params)
+
+
+def _update_view(standin: SlackStandIn, params: dict[str, Any]) -> dict[str, Any]:
+    if not params.get("view_id") and not params.get("external_id"):
+        return {"ok": False, "error": "not_found"}
+    return _view(standin, params)
+
+
+def _publish_view(standin: SlackStandIn, params: dict[str, Any]) -> dict[str, Any]:
+    if not params.get("user_id"):
+        return {"ok": False, "error": "invalid_arguments"}
+    return _view(standin, params)
+
+
+def _usergroup_users(standin: SlackStandIn, params: dict[str, Any]) -> dict[str, Any]:
+    members = standin.usergroups.get(str(params.get("usergroup")))
+    if members is None:
+        return {"ok": False, "error": "no_such_subteam"}
+    return {"ok": True, "users": list(members)}
+
+
+def _user_info(standin: SlackStandIn, params: dict[str, Any]) -> dict[str, Any]:
+    user = str(params.get("user") or "")
+    if not user:
+        return {"ok": False, "error": "user_not_found"}
+    return {
+        "ok": True,
+        "user": {
+            "id": user,
+            "team_id": TEAM_ID,
+            "name": user.lower(),
+            "real_name": f"Person {user}",
+            "deleted": False,
+            "is_bot": user == BOT_USER_ID,
+            "tz": "Europe/Berlin",
+            "tz_offset": 3600,
+            "profile": {"display_name": user.lower(), "real_name": f"Person {user}"},
+        },
+    }
+
+
+def _conversation_info(standin: SlackStandIn, params: dict[str, Any]) -> dict[str, Any]:
+    channel = str(params.get("channel") or "")
+    if not channel:
+        return {"ok": False, "error": "channel_not_found"}
+    return {
+        "ok": True,
+        "channel": {
+            "id": channel,
+            "name": f"channel-{channel.lower()}",
+            "is_channel": channel.startswith("C"),
+            "is_private": channel.startswith("G"),
+            "is_im": channel.startswith("D"),
+            "is_member": True,
+            "is_archived": False,
+        },
+    }
+
+
+def _auth_test(standin: SlackStandIn, params: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "ok": True,
+        "url": f"https://{TEAM_DOMAIN}.slack.com/",
+        "team": "Snapcopy Test",
+        "user": "snapcopy",
+        "team_id": TEAM_ID,
+        "user_id": BOT_USER_ID,
+        "bot_id": BOT_ID,
+        "is_enterprise_install": False,
+    }
+
+
+_ANSWERS: dict[str, Callable[[SlackStandIn, dict[str, Any]], dict[str, Any]]] = {
+    "auth.test": _auth_test,
+    "chat.postMessage": _post_message,
+    "chat.update": _update,
+    "chat.postEphemeral": _post_ephemeral,
+    "chat.getPermalink": _permalink,
+    "views.open": _open_view,
+    "views.update": _update_view,
+    "views.push": _open_view,
+    "views.publish": _publish_view,
+    "usergroups.users.list": _usergroup_users,
+    "users.info": _user_info,
+    "conversations.info": _conversation_info,
+}
+
+
+# --- HTTP ----------------------------------------------------------------------------------------
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: ThreadingHTTPServer
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # The recorded calls are the log.
+
+    def _handle(self) -> None:
+        standin: SlackStandIn = self.server.standin  # type: ignore[attr-defined]
+        url = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        if url.path.startswith(RESPONSE_URL_PATH):
+            self._response_url(standin, url.path, body)
+            return
+        if not url.path.startswith("/api/"):
+            self._send(404, {"ok": False, "error": "not_found"})
+            return
+        method = url.path.removeprefix("/api/")
+        params = _params(url.query, body, self.headers.get("Content-Type", ""))
+
+        token = None
+        authorization = self.headers.get("Authorization", "")
+        if authorization.startswith("Bearer "):
+            token = authorization.removeprefix("Bearer ").strip()
+        token = token or params.pop("token", None)
+        params.pop("token", None)
+        call = Call(
+            method=method,
+            params=params,
+            authorized=bool(authorization.startswith("Bearer ") and token),
+            token=token,
+            http_method=self.command,
+            path=url.path,
+        )
+        fault = standin._record(call)
+        if fault is not None:
+            headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
+            self._send(fault.status, {"ok": False, "error": fault.error}, headers)
+        elif not token:
+            self._send(200, {"ok": False, "error": "not_authed"})
+        elif standin.expected_token is not None and token != standin.expected_token:
+            self._send(200, {"ok": False, "error": "invalid_auth"})
+        else:
+            self._send(200, standin.answer(method, params))
+
+    def _response_url(self, standin: SlackStandIn, path: str, body: bytes) -> None:
+        # Slack's response URLs need no token: the URL itself is the secret.
+        try:
+            params = json.loads(body) if body else {}
+        except ValueError:
+            params = {"_raw": body.decode(errors="replace")}
+        call = Call("response_url", params, authorized=False, http_method=self.command, path=path)
+        fault = standin._record(call)
+        if fault is not None:
+            self._send(fault.status, {"ok": False, "error": fault.error})
+        else:
+            self._send(200, {"ok": True})
+
+    def _send(
+        self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+def _params(query: str, body: bytes, content_type: str) -> dict[str, Any]:
+    params: dict[str, Any] = dict(parse_qsl(query, keep_blank_values=True))
+    if body and content_type.startswith("application/json"):
+        decoded = json.loads(body)
+        if isinstance(decoded, dict):
+            params.update(decoded)
+    elif body:
+        params.update(parse_qsl(body.decode(), keep_blank_values=True))
+    for key in _JSON_FIELDS & params.keys():
+        value = params[key]
+        if isinstance(value, str) and value[:1] in ("[", "{"):
+            try:
+                params[key] = json.loads(value)
+            except ValueError:
+                pass  # Keep what was sent: the test may be about a malformed value.
+    return params
+
+
+def _matches(predicate: Callable[[Call], bool], call: Call) -> bool:
+    try:
+        return bool(predicate(call))
+    except (KeyError, TypeError, IndexError):
+        return False
+
+
+def _describe(calls: Iterable[Call]) -> str:
+    lines = [f"  {call.method} {json.dumps(call.params, default=str)[:300]}" for call in calls]
+    return "\n".join(lines) or "  (none)"
