@@ -144,9 +144,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     configure_logging(settings.snapcopy_log_level, secrets=_secret_values(settings))
     if args.socket:
-        run_socket_mode(settings, policy, sandbox=args.sandbox)
-    else:
-        run_http(settings, policy, host=args.host, port=settings.port, sandbox=args.sandbox)
+        return run_socket_mode(settings, policy, sandbox=args.sandbox)
+    run_http(settings, policy, host=args.host, port=settings.port, sandbox=args.sandbox)
     return 0
 
 
