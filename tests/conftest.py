@@ -12,8 +12,10 @@ policy) and drives it:
         assert answer.status_code == 200
         slack.wait_for("views.open")
 
-`start_server(...)` starts more, or differently configured, servers; `slack` is the Slack
-stand-in (tests/slack_standin.py), `dws` the DWS stand-in (bot/dws/standin.py).
+`start_server(...)` starts more, or differently configured, servers, and
+`start_socket_bot(...)` the bot in Socket Mode; `slack` is the Slack stand-in
+(tests/slack_standin.py), `dws` the DWS stand-in (bot/dws/standin.py), `dws_snapshots` what it
+was seeded with.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import pytest
 
 from tests import slackreq
 from tests.harness import (
+    APP_TOKEN,
     BOT_TOKEN,
     DWS_AK,
     DWS_PROJECT_ID,
@@ -38,6 +41,7 @@ from tests.harness import (
     PROXY_VARIABLES,
     SIGNING_SECRET,
     BotServer,
+    SocketBot,
     write_policy,
 )
 from tests.slack_standin import RESPONSE_URL_PATH, SlackStandIn
@@ -176,3 +180,37 @@ def start_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sta
 def server(start_server: StartServer) -> BotServer:
     """The bot, running against both stand-ins with the default policy."""
     return start_server()
+
+
+StartSocketBot = Callable[..., SocketBot]
+
+
+@pytest.fixture
+def start_socket_bot(
+    request: pytest.FixtureRequest, slack: SlackStandIn, tmp_path: Path
+) -> Iterator[StartSocketBot]:
+    """A factory for `snapcopy serve --socket`: `start_socket_bot(env=None, *, env_overrides=None,
+    args=())`, like start_server; SLACK_APP_TOKEN is added and the signing secret removed.
+    Returns once the bot holds a Socket Mode connection to the Slack stand-in."""
+    bots: list[SocketBot] = []
+
+    def start(
+        env: Mapping[str, str | None] | None = None,
+        *,
+        env_overrides: Mapping[str, str | None] | None = None,
+        args: Sequence[str] = (),
+    ) -> SocketBot:
+        merged: dict[str, str | None] = dict(
+            env if env is not None else request.getfixturevalue("bot_env")
+        )
+        merged |= {"SLACK_APP_TOKEN": APP_TOKEN, "SLACK_SIGNING_SECRET": None}
+        merged.update(env_overrides or {})
+        bot = SocketBot.start(merged, cwd=tmp_path, slack=slack, args=args)
+        bots.append(bot)
+        return bot
+
+    try:
+        yield start
+    finally:
+        for bot in bots:
+            bot.stop()

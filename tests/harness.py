@@ -1,12 +1,14 @@
-"""The end-to-end harness: the bot as a real `python -m bot serve` process on a loopback port.
+"""The end-to-end harness: the bot as a real `python -m bot serve` process.
 
-`BotServer.start()` launches the process with the environment you give it, waits until
-`GET /healthz` answers, and returns a handle that signs and posts Slack requests to it and reads
-its audit log. The fixtures in `tests/conftest.py` wire it to the Slack and DWS stand-ins; use
-those (`server`, `start_server`) rather than this module directly.
+`BotServer.start()` launches HTTP mode on a free loopback port, waits until `GET /healthz`
+answers, and returns a handle that signs and posts Slack requests to it and reads its audit log.
+`SocketBot.start()` launches Socket Mode and waits until it has connected to the Slack stand-in.
+The fixtures in `tests/conftest.py` wire both to the stand-ins; use those (`server`,
+`start_server`, `start_socket_bot`) rather than this module directly.
 
-The process runs this checkout's code (PYTHONPATH points at the repository), in the test's
-temporary directory, with its stderr (JSON log lines) in a file you can read with `.stderr()`.
+Each process runs this checkout's code (PYTHONPATH points at the repository) in the test's
+temporary directory, in its own process group, with its stderr (JSON log lines) in a file that
+`.stderr()` reads.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import httpx
 from bot.domain import CopyRequest, State
 from bot.store import Store
 from tests import slackreq
+from tests.slack_standin import SlackStandIn
 from tests.slackreq import SlackRequest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -115,53 +118,31 @@ def subprocess_env(env: Mapping[str, str | None]) -> dict[str, str]:
     return merged
 
 
-class BotServer:
-    """A running `snapcopy serve`; stop() it (the fixtures do) to end the process."""
+class BotProcess:
+    """A running `python -m bot serve …`; stop() it (the fixtures do) to end the process."""
 
     def __init__(
         self,
         process: subprocess.Popen[bytes],
         *,
-        port: int,
         env: Mapping[str, str | None],
         log_path: Path,
         log_file: Any,
     ) -> None:
         self.process = process
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
         self.env = dict(env)
         self.log_path = log_path
         self._log_file = log_file
-        self.signing_secret = env.get("SLACK_SIGNING_SECRET") or SIGNING_SECRET
         self.db_path = Path(env.get("SNAPCOPY_DB") or "snapcopy.db")
-        self.http = httpx.Client(base_url=self.url, timeout=HTTP_TIMEOUT, trust_env=False)
         self._store: Store | None = None
 
-    @classmethod
-    def start(
-        cls,
-        env: Mapping[str, str | None],
-        *,
-        cwd: Path,
-        args: Sequence[str] = (),
-        port: int | None = None,
-        port_option: bool = True,
-        log_path: Path | None = None,
-        timeout: float = START_TIMEOUT,
-    ) -> BotServer:
-        """Start and wait for /healthz. With `port_option=False` the port is not passed as
-        `--port`: the process must find it in `env["PORT"]`."""
-        if port_option:
-            port = port or free_port()
-            command = ["--port", str(port)]
-        else:
-            port, command = int(env["PORT"] or 0), []
-        log_path = log_path or cwd / f"bot-{port}.log"
+    @staticmethod
+    def spawn(
+        env: Mapping[str, str | None], *, cwd: Path, serve_args: Sequence[str], log_path: Path
+    ) -> tuple[subprocess.Popen[bytes], Any]:
         log_file = log_path.open("ab")
-        command = [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", *command, *args]
         process = subprocess.Popen(
-            command,
+            [sys.executable, "-m", "bot", "serve", *serve_args],
             cwd=cwd,
             env=subprocess_env(env),
             stdin=subprocess.DEVNULL,
@@ -170,37 +151,9 @@ class BotServer:
             # Its own process group, so that kill() can take the master and worker down at once.
             start_new_session=True,
         )
-        server = cls(process, port=port, env=env, log_path=log_path, log_file=log_file)
-        try:
-            server.wait_healthy(timeout)
-        except BaseException:
-            server.stop()
-            raise
-        return server
+        return process, log_file
 
     # --- life ------------------------------------------------------------------------------
-
-    def wait_healthy(self, timeout: float = START_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        last = "no answer"
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(
-                    f"snapcopy serve exited with {self.process.returncode} before it was healthy;"
-                    f" its output:\n{self.stderr()}"
-                )
-            try:
-                answer = self.http.get("/healthz", timeout=1.0)
-                if answer.status_code == 200:
-                    return
-                last = f"{answer.status_code} {answer.text}"
-            except httpx.TransportError as error:
-                last = repr(error)
-            time.sleep(0.05)
-        raise AssertionError(
-            f"snapcopy serve was not healthy within {timeout} s (last: {last}); its output:\n"
-            + self.stderr()
-        )
 
     def terminate(self, timeout: float = STOP_TIMEOUT) -> int:
         """SIGTERM and wait, like a platform stopping a dyno; returns the exit status."""
@@ -226,25 +179,129 @@ class BotServer:
 
     def stop(self) -> int | None:
         """Release everything; safe to call twice and after terminate() or kill()."""
-        code = None
-        # Kept-alive connections would make gunicorn linger on them for a couple of seconds.
-        self.http.close()
         try:
             if self.process.poll() is None:
                 self.process.send_signal(signal.SIGTERM)
                 try:
-                    code = self.process.wait(STOP_TIMEOUT)
+                    return self.process.wait(STOP_TIMEOUT)
                 except subprocess.TimeoutExpired:
                     self.process.kill()
-                    code = self.process.wait()
-            else:
-                code = self.process.returncode
+                    return self.process.wait()
+            return self.process.returncode
         finally:
             if self._store is not None:
                 self._store.db.close()
                 self._store = None
             self._log_file.close()
-        return code
+
+    def _exited_early(self, what: str) -> AssertionError:
+        return AssertionError(
+            f"snapcopy serve exited with {self.process.returncode} before {what}; its output:\n"
+            + self.stderr()
+        )
+
+    # --- what it did -----------------------------------------------------------------------
+
+    def stderr(self) -> str:
+        """Everything the process wrote so far (JSON log lines, or a start-up error)."""
+        if not self._log_file.closed:
+            self._log_file.flush()
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def log_records(self) -> list[dict[str, Any]]:
+        """The JSON log lines; a line that is not JSON fails the test that asks."""
+        return [json.loads(line) for line in self.stderr().splitlines() if line.strip()]
+
+    @property
+    def store(self) -> Store:
+        """The bot's audit log, opened in this process (SQLite WAL allows both)."""
+        if self._store is None:
+            self._store = Store(self.db_path)
+        return self._store
+
+    def requests(self, *states: State) -> list[CopyRequest]:
+        """Copy requests in the audit log, oldest first; only those in `states` if given."""
+        return self.store.find(states=states or None, newest_first=False)
+
+    def wait_for_request(self, request_id: int, state: State, timeout: float = 10.0) -> CopyRequest:
+        """Poll the audit log until request `request_id` reaches `state`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            request = self.store.get(request_id)
+            if request is not None and request.state == state:
+                return request
+            if time.monotonic() > deadline:
+                seen = request.state if request else "no such request"
+                raise AssertionError(
+                    f"request #{request_id} did not reach {state} within {timeout} s (it is "
+                    f"{seen}); events: {self.store.events(request_id)}"
+                )
+            time.sleep(0.05)
+
+
+class BotServer(BotProcess):
+    """`snapcopy serve` in HTTP mode on a loopback port, and a signed-request client for it."""
+
+    def __init__(self, process: subprocess.Popen[bytes], *, port: int, **kwargs: Any) -> None:
+        super().__init__(process, **kwargs)
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.signing_secret = self.env.get("SLACK_SIGNING_SECRET") or SIGNING_SECRET
+        self.http = httpx.Client(base_url=self.url, timeout=HTTP_TIMEOUT, trust_env=False)
+
+    @classmethod
+    def start(
+        cls,
+        env: Mapping[str, str | None],
+        *,
+        cwd: Path,
+        args: Sequence[str] = (),
+        port: int | None = None,
+        port_option: bool = True,
+        log_path: Path | None = None,
+        timeout: float = START_TIMEOUT,
+    ) -> BotServer:
+        """Start and wait for /healthz. With `port_option=False` the port is not passed as
+        `--port`: the process must find it in `env["PORT"]`."""
+        if port_option:
+            port = port or free_port()
+            port_args = ["--port", str(port)]
+        else:
+            port, port_args = int(env["PORT"] or 0), []
+        log_path = log_path or cwd / f"bot-{port}.log"
+        serve_args = ["--host", "127.0.0.1", *port_args, *args]
+        process, log_file = cls.spawn(env, cwd=cwd, serve_args=serve_args, log_path=log_path)
+        server = cls(process, port=port, env=env, log_path=log_path, log_file=log_file)
+        try:
+            server.wait_healthy(timeout)
+        except BaseException:
+            server.stop()
+            raise
+        return server
+
+    def wait_healthy(self, timeout: float = START_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise self._exited_early("it was healthy")
+            try:
+                answer = self.http.get("/healthz", timeout=1.0)
+                if answer.status_code == 200:
+                    return
+                last = f"{answer.status_code} {answer.text}"
+            except httpx.TransportError as error:
+                last = repr(error)
+            time.sleep(0.05)
+        raise AssertionError(
+            f"snapcopy serve was not healthy within {timeout} s (last: {last}); its output:\n"
+            + self.stderr()
+        )
+
+    def stop(self) -> int | None:
+        # Kept-alive connections would make gunicorn linger on them for a couple of seconds.
+        self.http.close()
+        return super().stop()
 
     # --- talking to it ---------------------------------------------------------------------
 
@@ -300,39 +357,40 @@ class BotServer:
         answer: dict[str, Any] = self.http.get("/healthz").json()
         return answer
 
-    # --- what it did -----------------------------------------------------------------------
 
-    def stderr(self) -> str:
-        """Everything the process wrote so far (JSON log lines, or a start-up error)."""
-        if not self._log_file.closed:
-            self._log_file.flush()
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
+class SocketBot(BotProcess):
+    """`snapcopy serve --socket`, connected to the Slack stand-in's Socket Mode endpoint.
 
-    def log_records(self) -> list[dict[str, Any]]:
-        """The JSON log lines; a line that is not JSON fails the test that asks."""
-        return [json.loads(line) for line in self.stderr().splitlines() if line.strip()]
+    Drive it with `slack.socket_send(slackreq.socket_envelope(...))` and read the
+    acknowledgements with `slack.wait_for("socket_mode.ack", ...)`.
+    """
 
-    @property
-    def store(self) -> Store:
-        """The server's audit log, opened in this process (SQLite WAL allows both)."""
-        if self._store is None:
-            self._store = Store(self.db_path)
-        return self._store
-
-    def requests(self, *states: State) -> list[CopyRequest]:
-        return self.store.find(states=states or None, newest_first=False)
-
-    def wait_for_request(self, request_id: int, state: State, timeout: float = 10.0) -> CopyRequest:
-        """Poll the audit log until request `request_id` reaches `state`."""
-        deadline = time.monotonic() + timeout
-        while True:
-            request = self.store.get(request_id)
-            if request is not None and request.state == state:
-                return request
-            if time.monotonic() > deadline:
-                seen = request.state if request else "no such request"
-                raise AssertionError(
-                    f"request #{request_id} did not reach {state} within {timeout} s (it is "
-                    f"{seen}); events: {self.store.events(request_id)}"
-                )
-            time.sleep(0.05)
+    @classmethod
+    def start(
+        cls,
+        env: Mapping[str, str | None],
+        *,
+        cwd: Path,
+        slack: SlackStandIn,
+        args: Sequence[str] = (),
+        timeout: float = START_TIMEOUT,
+    ) -> SocketBot:
+        log_path = cwd / f"bot-socket-{time.monotonic_ns()}.log"
+        serve_args = ["--socket", *args]
+        process, log_file = cls.spawn(env, cwd=cwd, serve_args=serve_args, log_path=log_path)
+        bot = cls(process, env=env, log_path=log_path, log_file=log_file)
+        try:
+            deadline = time.monotonic() + timeout
+            while not slack.calls("socket_mode.connect"):
+                if bot.process.poll() is not None:
+                    raise bot._exited_early("it connected")
+                if time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"snapcopy serve --socket did not connect within {timeout} s; its "
+                        f"output:\n{bot.stderr()}"
+                    )
+                time.sleep(0.05)
+        except BaseException:
+            bot.stop()
+            raise
+        return bot

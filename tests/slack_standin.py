@@ -14,8 +14,11 @@ the bot does after it has acknowledged Slack. Posts to `standin.response_url(nam
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import itertools
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -79,6 +82,7 @@ class SlackStandIn:
         self._changed = threading.Condition()
         self._ts = itertools.count(1)
         self._view_ids = itertools.count(1)
+        self._links: list[_Link] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -96,6 +100,10 @@ class SlackStandIn:
         return self
 
     def stop(self) -> None:
+        with self._changed:
+            links, self._links = list(self._links), []
+        for link in links:
+            link.shutdown()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -163,6 +171,34 @@ class SlackStandIn:
             self._calls.clear()
             self._faults.clear()
 
+    # --- Socket Mode ---------------------------------------------------------------------------
+
+    def wait_for_socket(self, timeout: float = 5.0) -> None:
+        """Wait until a Socket Mode client is connected (it has been sent `hello`)."""
+        self.wait_for("socket_mode.connect", timeout=timeout)
+
+    def socket_send(self, message: dict[str, Any]) -> None:
+        """Send a Socket Mode message (an envelope, or `disconnect`) to the newest client.
+
+        What the client sends back (acknowledgements) is recorded as "socket_mode.ack" calls.
+        """
+        with self._changed:
+            if not self._links:
+                raise AssertionError("no Socket Mode client is connected")
+            link = self._links[-1]
+        link.send(_TEXT, json.dumps(message).encode())
+
+    def _open_link(self, link: _Link) -> None:
+        with self._changed:
+            self._links.append(link)
+        link.send(_TEXT, json.dumps(_HELLO).encode())
+        self._record(Call("socket_mode.connect", {}, authorized=False, http_method="GET"))
+
+    def _close_link(self, link: _Link) -> None:
+        with self._changed:
+            if link in self._links:
+                self._links.remove(link)
+
     # --- fault injection ---------------------------------------------------------------------
 
     def fail_next(
@@ -210,7 +246,12 @@ class SlackStandIn:
         with self._changed:
             return f"V0{next(self._view_ids):08d}"
 
-    def answer(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    def answer(self, method: str, params: dict[str, Any], token: str | None) -> dict[str, Any]:
+        if method == "apps.connections.open":
+            # Only an app-level token opens a Socket Mode connection.
+            if not (token or "").startswith("xapp-"):
+                return {"ok": False, "error": "not_allowed_token_type"}
+            return {"ok": True, "url": f"ws{self.url.removeprefix('http')}/link/?ticket=standin"}
         handler = _ANSWERS.get(method)
         if handler is None:
             return {"ok": False, "error": "unknown_method"}
@@ -413,6 +454,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         standin: SlackStandIn = self.server.standin  # type: ignore[attr-defined]
         url = urlsplit(self.path)
+        if url.path.startswith("/link/") and self.headers.get("Upgrade", "").lower() == "websocket":
+            self._websocket(standin)
+            return
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         if url.path.startswith(RESPONSE_URL_PATH):
@@ -447,7 +491,37 @@ class _Handler(BaseHTTPRequestHandler):
         elif standin.expected_token is not None and token != standin.expected_token:
             self._send(200, {"ok": False, "error": "invalid_auth"})
         else:
-            self._send(200, standin.answer(method, params))
+            self._send(200, standin.answer(method, params, token))
+
+    def _websocket(self, standin: SlackStandIn) -> None:
+        """Socket Mode's WebSocket: RFC 6455 handshake, then one JSON message per text frame."""
+        key = self.headers.get("Sec-WebSocket-Key", "")
+        accept = base64.b64encode(hashlib.sha1((key + _WEBSOCKET_GUID).encode()).digest())
+        self.send_response(101, "Switching Protocols")
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept.decode())
+        self.end_headers()
+        self.close_connection = True
+        link = _Link(self.connection)
+        standin._open_link(link)
+        try:
+            while (frame := _read_frame(self.rfile)) is not None:
+                opcode, data = frame
+                if opcode == _PING:
+                    link.send(_PONG, data)
+                elif opcode == _CLOSE:
+                    link.send(_CLOSE, data[:2])
+                    break
+                elif opcode == _TEXT:
+                    message = json.loads(data)
+                    standin._record(
+                        Call("socket_mode.ack", message, authorized=False, path="/link/")
+                    )
+        except OSError:
+            pass  # The client went away; that is how Socket Mode connections end.
+        finally:
+            standin._close_link(link)
 
     def _response_url(self, standin: SlackStandIn, path: str, body: bytes) -> None:
         # Slack's response URLs need no token: the URL itself is the secret.
@@ -491,6 +565,63 @@ def _params(query: str, body: bytes, content_type: str) -> dict[str, Any]:
             except ValueError:
                 pass  # Keep what was sent: the test may be about a malformed value.
     return params
+
+
+# --- Socket Mode framing (RFC 6455), just what slack_sdk's built-in client uses ------------------
+
+_WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_TEXT, _CLOSE, _PING, _PONG = 0x1, 0x8, 0x9, 0xA
+_HELLO = {
+    "type": "hello",
+    "num_connections": 1,
+    "debug_info": {
+        "host": "applink-standin",
+        "build_number": 1,
+        "approximate_connection_time": 18060,
+    },
+    "connection_info": {"app_id": "A0SNAPCOPY"},
+}
+
+
+class _Link:
+    """One Socket Mode connection; frames from the test thread and the server thread share it."""
+
+    def __init__(self, connection: socket.socket) -> None:
+        self._connection = connection
+        self._lock = threading.Lock()
+
+    def send(self, opcode: int, data: bytes) -> None:
+        size = len(data)
+        if size < 126:
+            head = bytes([0x80 | opcode, size])
+        elif size < 1 << 16:
+            head = bytes([0x80 | opcode, 126]) + size.to_bytes(2, "big")
+        else:
+            head = bytes([0x80 | opcode, 127]) + size.to_bytes(8, "big")
+        with self._lock:
+            self._connection.sendall(head + data)  # Server frames are not masked.
+
+    def shutdown(self) -> None:
+        try:
+            self._connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # Already closed by the client.
+
+
+def _read_frame(stream: Any) -> tuple[int, bytes] | None:
+    head = stream.read(2)
+    if len(head) < 2:
+        return None
+    opcode, size = head[0] & 0x0F, head[1] & 0x7F
+    if size == 126:
+        size = int.from_bytes(stream.read(2), "big")
+    elif size == 127:
+        size = int.from_bytes(stream.read(8), "big")
+    mask = stream.read(4) if head[1] & 0x80 else b""  # Client frames are masked.
+    data = stream.read(size)
+    if mask:
+        data = bytes(byte ^ mask[index % 4] for index, byte in enumerate(data))
+    return opcode, data
 
 
 def _matches(predicate: Callable[[Call], bool], call: Call) -> bool:

@@ -104,7 +104,7 @@ def _response_url(kind: str) -> str:
 # --- slash commands ------------------------------------------------------------------------------
 
 
-def slash_command(
+def command_fields(
     user_id: str,
     text: str = "",
     *,
@@ -114,8 +114,9 @@ def slash_command(
     command: str = COMMAND,
     response_url: str | None = None,
     **extra: str,
-) -> SlackRequest:
-    fields = {
+) -> dict[str, str]:
+    """Every field Slack sends with a slash command."""
+    return {
         "token": VERIFICATION_TOKEN,
         "team_id": TEAM_ID,
         "team_domain": TEAM_DOMAIN,
@@ -131,7 +132,11 @@ def slash_command(
         "trigger_id": trigger_id or new_trigger_id(),
         **extra,
     }
-    return SlackRequest(urlencode(fields).encode(), FORM)
+
+
+def slash_command(user_id: str, text: str = "", **fields: Any) -> SlackRequest:
+    """`/snapcopy <text>` typed by `user_id`, form-encoded; fields as for command_fields()."""
+    return SlackRequest(urlencode(command_fields(user_id, text, **fields)).encode(), FORM)
 
 
 # --- interactivity -------------------------------------------------------------------------------
@@ -407,3 +412,20 @@ def url_verification(challenge: str) -> SlackRequest:
 def ssl_check() -> SlackRequest:
     """Slack's periodic certificate check of slash command URLs."""
     return SlackRequest(urlencode({"ssl_check": "1", "token": VERIFICATION_TOKEN}).encode(), FORM)
+
+
+# --- Socket Mode ---------------------------------------------------------------------------------
+
+
+def socket_envelope(
+    kind: str, payload: dict[str, Any], *, envelope_id: str | None = None
+) -> dict[str, Any]:
+    """A Socket Mode message: `kind` is slash_commands, interactive or events_api; `payload`
+    is what HTTP mode would have posted (command_fields(), an interaction payload, or an
+    event_callback envelope). Send it with SlackStandIn.socket_send()."""
+    return {
+        "envelope_id": envelope_id or f"{next(_serial):08x}-socket-envelope",
+        "type": kind,
+        "accepts_response_payload": kind != "events_api",
+        "payload": payload,
+    }
