@@ -5,15 +5,19 @@ from __future__ import annotations
 import inspect
 import json
 import sqlite3
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 import bot
 from bot.app import build_runtime
 from tests import slackreq
-from tests.conftest import StartServer
-from tests.harness import SECRETS, BotServer, free_port
+from tests.conftest import StartServer, StartSocketBot
+from tests.harness import APP_TOKEN, OUTSIDER, SECRETS, BotServer, free_port, subprocess_env
+from tests.slack_standin import SlackStandIn
 
 
 @pytest.fixture
@@ -181,3 +185,60 @@ def test_sandbox_needs_no_cloud_keys_and_says_so(
 
     assert sandbox.health()["sandbox"] is True
     assert json.loads(sandbox.get("/healthz").text)["ok"] is True
+
+
+# --- Socket Mode ---------------------------------------------------------------------------------
+
+
+def test_socket_mode_connects_with_the_app_token_and_acknowledges_a_command(
+    start_socket_bot: StartSocketBot, slack: SlackStandIn, slack_only_env: dict[str, str]
+) -> None:
+    start_socket_bot(slack_only_env)
+    opened = slack.wait_for("apps.connections.open")
+    envelope = slackreq.socket_envelope("slash_commands", slackreq.command_fields(OUTSIDER, "help"))
+
+    slack.socket_send(envelope)
+
+    ack = slack.wait_for("socket_mode.ack", lambda c: c["envelope_id"] == envelope["envelope_id"])
+    assert opened.token == APP_TOKEN
+    assert ack["envelope_id"] == envelope["envelope_id"]
+
+
+def test_socket_mode_stops_on_sigterm(
+    start_socket_bot: StartSocketBot, slack: SlackStandIn, slack_only_env: dict[str, str]
+) -> None:
+    bot = start_socket_bot(slack_only_env)
+    # Once a message has arrived, the client's receiving thread sits in recv(): the slow case.
+    envelope = slackreq.socket_envelope("slash_commands", slackreq.command_fields(OUTSIDER, "help"))
+    slack.socket_send(envelope)
+    slack.wait_for("socket_mode.ack")
+    started = time.monotonic()
+
+    status = bot.terminate(timeout=10)
+
+    assert status == 0, bot.stderr()
+    assert time.monotonic() - started < 5
+    assert "Traceback" not in bot.stderr()
+
+
+def test_socket_mode_refused_by_slack_exits_with_a_clear_message(
+    slack: SlackStandIn, slack_only_env: dict[str, str], tmp_path: Path
+) -> None:
+    slack.fail_next("apps.connections.open", error="invalid_auth")
+    env = slack_only_env | {"SLACK_APP_TOKEN": APP_TOKEN}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "serve", "--socket"],
+        env=subprocess_env(env),
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 1
+    assert "invalid_auth" in result.stderr
+    assert "connections:write" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert APP_TOKEN not in result.stderr
