@@ -8,12 +8,16 @@ request of a process on the same in-process state; threads give the concurrency 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import io
 import json
 import logging
 import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -37,9 +41,12 @@ log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
 
+SIGNATURE_MAX_AGE_SECONDS = 5 * 60  # Slack's own replay window, which Bolt also uses
 THREADS = 8
 GRACEFUL_TIMEOUT_SECONDS = 5
 
+# What Bolt answers to a request that fails signature verification; ours looks the same.
+_BOLT_401 = {"error": "invalid request"}
 _JSON_HEADERS = [("Content-Type", "application/json; charset=utf-8")]
 
 
@@ -50,13 +57,15 @@ def make_wsgi_app(runtime: Runtime) -> WSGIApplication:
     """`POST /slack/events` goes to Bolt (which checks Slack's signature), `GET /healthz`
     reports whether the audit log opens; everything else is a JSON 404."""
     slack = SlackRequestHandler(runtime.bolt, path=EVENTS_PATH)
+    secret = runtime.settings.slack_signing_secret
+    signing_secret = secret.get_secret_value().encode() if secret else None
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"
         method = environ.get("REQUEST_METHOD", "GET")
         if path == EVENTS_PATH:
             if method == "POST":
-                return _events(slack, environ, start_response)
+                return _events(slack, signing_secret, environ, start_response)
             return _json(
                 start_response,
                 405,
@@ -78,22 +87,48 @@ def make_wsgi_app(runtime: Runtime) -> WSGIApplication:
 
 
 def _events(
-    slack: SlackRequestHandler, environ: WSGIEnvironment, start_response: StartResponse
+    slack: SlackRequestHandler,
+    signing_secret: bytes | None,
+    environ: WSGIEnvironment,
+    start_response: StartResponse,
 ) -> Iterable[bytes]:
+    # Keep the raw body: should Bolt fail on it, the signature decides what to answer.
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length > 0 else b""
+    environ["wsgi.input"] = io.BytesIO(body)
     try:
         return slack(environ, start_response)
-    except ValueError:
-        # Bolt parses the body before it checks the signature, so a truncated or garbled body
-        # raises here. It is the sender's mistake, not ours: 400, and nothing of it is logged.
-        log.warning("unreadable request body on %s", EVENTS_PATH)
-        return _json(
-            start_response, 400, {"ok": False, "error": "unreadable_body"}, exc_info=sys.exc_info()
-        )
+    except (ValueError, LookupError, TypeError, AttributeError) as error:
+        # Bolt parses the body and reads ids out of it before it checks the signature, and its
+        # matchers index payloads without checking: a body that is not shaped like anything
+        # Slack sends raises. Unsigned, it is refused like any unsigned request; signed, it is
+        # the sender's mistake: 400. The body itself is never logged.
+        exc_info = sys.exc_info()
+        if not _signed_by_slack(signing_secret, body, environ):
+            return _json(start_response, 401, _BOLT_401, exc_info=exc_info)
+        unreadable = isinstance(error, ValueError)
+        # A traceback for the shape errors, in case one is ours after all.
+        log.warning("%s on %s", type(error).__name__, EVENTS_PATH, exc_info=not unreadable)
+        reason = "unreadable_body" if unreadable else "malformed_payload"
+        return _json(start_response, 400, {"ok": False, "error": reason}, exc_info=exc_info)
     except Exception:
         log.exception("request to %s failed", EVENTS_PATH)
         return _json(
             start_response, 500, {"ok": False, "error": "internal_error"}, exc_info=sys.exc_info()
         )
+
+
+def _signed_by_slack(secret: bytes | None, body: bytes, environ: WSGIEnvironment) -> bool:
+    """Slack's v0 signature, checked on raw bytes (slack_sdk's verifier wants UTF-8 text)."""
+    timestamp = environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", "")
+    signature = environ.get("HTTP_X_SLACK_SIGNATURE", "")
+    if secret is None or not timestamp.isdigit():
+        return False
+    if abs(time.time() - int(timestamp)) > SIGNATURE_MAX_AGE_SECONDS:
+        return False
+    base = b"v0:" + timestamp.encode() + b":" + body
+    expected = "v0=" + hmac.new(secret, base, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, signature)
 
 
 def _health(runtime: Runtime, start_response: StartResponse) -> Iterable[bytes]:
