@@ -136,6 +136,34 @@ def test_an_unreadable_body_is_a_400_not_a_crash(
     assert http_server.health()["ok"] is True
 
 
+def test_a_signed_payload_of_the_wrong_shape_is_a_400_not_a_crash(http_server: BotServer) -> None:
+    # Regression: Bolt indexes payloads without checking (here `user` of a view submission),
+    # and the KeyError reached gunicorn, which answered with an HTML 500 page.
+    payload = {"type": "view_submission", "view": {"callback_id": "snapcopy_copy_modal"}}
+
+    answer = http_server.interact(payload)
+
+    assert answer.status_code == 400
+    assert answer.json() == {"ok": False, "error": "malformed_payload"}
+    assert http_server.health()["ok"] is True
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'payload={"type": "block_actions", "user',
+        slackreq.interactive({"type": "view_submission", "view": {"callback_id": "x"}}).body,
+    ],
+    ids=["unreadable", "wrong-shape"],
+)
+def test_a_bad_body_without_a_valid_signature_is_a_401(http_server: BotServer, body: bytes) -> None:
+    unsigned = http_server.post(body, slackreq.FORM, sign=False)
+    forged = http_server.post(body, slackreq.FORM, secret="not-the-secret")
+    stale = http_server.post(body, slackreq.FORM, timestamp=int(time.time()) - 6 * 60)
+
+    assert [unsigned.status_code, forged.status_code, stale.status_code] == [401, 401, 401]
+
+
 def test_sigterm_stops_the_server_within_seconds(http_server: BotServer) -> None:
     started = time.monotonic()
 
