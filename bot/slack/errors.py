@@ -19,6 +19,7 @@ from typing import Any
 from slack_bolt import BoltResponse
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from slack_sdk.webhook import WebhookClient
 
 from bot.dws.errors import DwsError
 from bot.dws.validation import InvalidInput
@@ -85,6 +86,12 @@ def _deliver(text: str, body: dict[str, Any], client: WebClient) -> None:
     if event.get("type") == "app_mention":
         client.chat_postMessage(
             channel=event["channel"], thread_ts=event.get("thread_ts") or event["ts"], text=text
+        )
+        return
+    if body.get("command") and body.get("response_url"):
+        # A slash command's own reply channel: works in DMs and channels the bot is not in.
+        WebhookClient(body["response_url"], timeout=10).send(
+            text=text, response_type="ephemeral"
         )
         return
     channel = (body.get("channel") or {}).get("id") or body.get("channel_id")

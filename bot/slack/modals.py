@@ -12,7 +12,7 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
-from bot.errors import BadInput, NotAllowed
+from bot.errors import BadInput, NotAllowed, SnapcopyError, UnknownRequest
 from bot.slack.errors import reports_errors, sentence_for
 from bot.slack.forms import CopyModalInput, ModalMetadata, field_block
 from bot.slack.home import publish_home
@@ -58,15 +58,26 @@ def register(app: App, services: Services) -> None:
         if request_id is not None:  # None: the acknowledgement answered with errors
             services.copies.announce(int(request_id))
 
-    def acknowledge(ack: Ack) -> None:
+    def check_deny(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+        # Refusals stay inside the modal, where the person is looking.
+        metadata = ModalMetadata.parse(body["view"].get("private_metadata"))
+        try:
+            if metadata.request_id is None:
+                raise UnknownRequest("This form does not name a request.")
+            services.copies.deciding(metadata.request_id, body["user"]["id"], action="deny")
+        except SnapcopyError as error:
+            text = sentence_for(error) or error.message
+            ack(response_action="errors", errors={Block.DENY_REASON: text})
+            return
+        context["deny_checked"] = True
         ack()
 
     @reports_errors
-    def deny(body: dict[str, Any], client: WebClient) -> None:
+    def deny(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
         view = body["view"]
         metadata = ModalMetadata.parse(view.get("private_metadata"))
-        if metadata.request_id is None:
-            return
+        if not context.get("deny_checked") or metadata.request_id is None:
+            return  # the acknowledgement already answered with the reason
         reason = (
             view["state"]["values"].get(Block.DENY_REASON, {}).get(Action.DENY_REASON, {})
         ).get("value")
@@ -75,4 +86,4 @@ def register(app: App, services: Services) -> None:
             publish_home(services, client, body["user"]["id"])
 
     app.view(Callback.COPY_MODAL)(ack=submit_copy, lazy=[announce])
-    app.view(Callback.DENY_MODAL)(ack=acknowledge, lazy=[deny])
+    app.view(Callback.DENY_MODAL)(ack=check_deny, lazy=[deny])
