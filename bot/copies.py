@@ -17,7 +17,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.config import Policy, Role
 from bot.domain import CopyRequest, NewRequest, State
@@ -254,36 +254,20 @@ class CopyService:
             raise SelfApproval(
                 f"You asked for request #{request.id} yourself; another approver has to approve it."
             )
-        approved = self.store.transition(
-            request.id,
-            allowed_from=[State.PENDING_APPROVAL],
-            to=State.APPROVED,
-            event="approved",
-            actor=user_id,
-            approved_by=user_id,
-        )
-        if approved is None:
-            raise AlreadyHandled(self._get(request_id))
-        self.notifier.tell(approved, News.APPROVED)
+        approved = self._decide(request, State.APPROVED, actor=user_id, approved_by=user_id)
         self.start_copy(approved.id)
         return approved
 
     def deny(self, request_id: int, user_id: str, reason: str | None = None) -> CopyRequest:
         request = self.deciding(request_id, user_id, action="deny")
-        denied = self.store.transition(
-            request.id,
-            allowed_from=[State.PENDING_APPROVAL],
-            to=State.DENIED,
-            event="denied",
+        return self._decide(
+            request,
+            State.DENIED,
             actor=user_id,
             details={"reason": reason} if reason else None,
             denied_by=user_id,
             deny_reason=reason or None,
         )
-        if denied is None:
-            raise AlreadyHandled(self._get(request_id))
-        self.notifier.tell(denied, News.DENIED)
-        return denied
 
     def cancel(self, request_id: int, user_id: str) -> CopyRequest:
         request = self._get(request_id)
@@ -294,17 +278,31 @@ class CopyService:
                 needed=Role.ADMIN.value,
                 admins=self.roles.admins(),
             )
-        cancelled = self.store.transition(
+        return self._decide(request, State.CANCELLED, actor=user_id)
+
+    def _decide(
+        self,
+        request: CopyRequest,
+        to: State,
+        *,
+        actor: str,
+        details: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> CopyRequest:
+        """The one way out of pending_approval: the first decision wins, later ones are told."""
+        decided = self.store.transition(
             request.id,
             allowed_from=[State.PENDING_APPROVAL],
-            to=State.CANCELLED,
-            event="cancelled",
-            actor=user_id,
+            to=to,
+            event=to.value,
+            actor=actor,
+            details=details,
+            **fields,
         )
-        if cancelled is None:
-            raise AlreadyHandled(request)
-        self.notifier.tell(cancelled, News.CANCELLED)
-        return cancelled
+        if decided is None:
+            raise AlreadyHandled(self._get(request.id))
+        self.notifier.tell(decided, News(to.value))
+        return decided
 
     def deciding(self, request_id: int, user_id: str, *, action: str) -> CopyRequest:
         """The request, if this user may decide it now; raises the reason otherwise."""

@@ -295,3 +295,20 @@ def test_a_failed_copy_says_why_in_one_sentence_with_code_and_request_id(
     assert failed.dws_request_ids and failed.dws_request_ids[-1] in reply["text"]
     assert dws.copy_calls == 0
     assert len(thread_replies(slack, failed)) >= 2  # approved, then failed
+
+
+def test_the_requester_can_cancel_a_waiting_request_and_others_cannot(
+    server: BotServer, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
+) -> None:
+    request = ask_for_copy(server, slack, REQUESTER, automated(dws_snapshots).id, "withdrawn")
+    server.command(OUTSIDER, f"cancel {request.id}", response_url=slack.response_url("o"))
+    slack.wait_for("response_url", lambda c: "requester or an admin" in c["text"])
+    assert server.store.require(request.id).state == State.PENDING_APPROVAL
+
+    server.command(REQUESTER, f"cancel #{request.id}", response_url=slack.response_url("r"))
+    slack.wait_for("response_url", lambda c: f"#{request.id} is cancelled" in c["text"])
+    cancelled = wait_state(server, request, State.CANCELLED)
+    wait_for_reply(slack, cancelled, "cancelled")
+    click(server, APPROVER, Action.APPROVE, request)
+    ephemeral_to(slack, APPROVER, "already cancelled")
+    assert dws.copy_calls == 0

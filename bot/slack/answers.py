@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bot.config import Role
 from bot.domain import CopyRequest, State
+from bot.errors import BadInput
 from bot.slack import views
 from bot.slack.services import Services
 
@@ -18,6 +19,7 @@ def help_text() -> str:
             "• `/snapcopy list`: your recent requests and those waiting for your approval.",
             "• `/snapcopy status <request id>`: where one request stands.",
             "• `/snapcopy roles`: your roles and where they come from.",
+            "• `/snapcopy cancel <request id>`: withdraw a request still waiting for approval.",
             "• In an incident thread: the message shortcut *Copy DWS snapshot*, or "
             "`@snapcopy copy <snapshot_id> <name> [description…]`, keeps everything in "
             "that thread.",
@@ -34,6 +36,8 @@ def answer(services: Services, kind: str, argument: str | None, user: str) -> st
         return status_text(services, argument)
     if kind == "roles":
         return roles_text(services, user)
+    if kind == "cancel":
+        return cancel_text(services, argument, user)
     return help_text()
 
 
@@ -63,11 +67,25 @@ def list_text(services: Services, user: str) -> str:
     return "\n".join(parts)
 
 
-def status_text(services: Services, argument: str | None) -> str:
+def _request_number(argument: str | None, subcommand: str) -> int:
     number = (argument or "").lstrip("#")
     if not number.isdigit():
-        return "Usage: `/snapcopy status <request id>`, for example `/snapcopy status 12`."
-    request = services.store.get(int(number))
+        raise BadInput(
+            "request_id",
+            f"Usage: `/snapcopy {subcommand} <request id>`, for example "
+            f"`/snapcopy {subcommand} 12`.",
+        )
+    return int(number)
+
+
+def cancel_text(services: Services, argument: str | None, user: str) -> str:
+    request = services.copies.cancel(_request_number(argument, "cancel"), user)
+    return f"Request {request.label} is cancelled; nothing will be copied."
+
+
+def status_text(services: Services, argument: str | None) -> str:
+    number = _request_number(argument, "status")
+    request = services.store.get(number)
     if request is None:
         return f"There is no request #{number}."
     lines = [request_line(request), views.outcome_line(request)]

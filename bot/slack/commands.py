@@ -15,7 +15,7 @@ from bot.slack.errors import reports_errors
 from bot.slack.ids import COMMAND
 from bot.slack.services import Services
 
-SUBCOMMANDS = ("help", "list", "status", "roles")
+SUBCOMMANDS = ("help", "list", "status", "roles", "cancel")
 _ID_LIKE = re.compile(r"[0-9a-fA-F-]{8,}")
 
 
