@@ -21,7 +21,8 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from bot.config import Policy, Settings
-from bot.copies import CopyService, Stopping
+from bot.copier import Stopping
+from bot.copies import CopyService
 from bot.dws.client import DwsClient, build_http_client, endpoint_for
 from bot.dws.signer import AkSkAuth
 from bot.roles import RoleResolver

@@ -1,11 +1,11 @@
-"""The copy-request lifecycle: who may do what, the state changes, and the copy itself.
+"""The copy-request lifecycle: who may ask and decide, and every state change up to the copy.
 
 It knows the audit store, the DWS client and the policy; it does not know Slack. People are
-told what happened through a `Notifier` (the Slack layer implements it).
+told what happened through a `Notifier` (the Slack layer implements it); the copy itself, once
+approved, is the `Copier`'s.
 
-Never copy twice: a request only reaches DWS by winning the `approved → copying` transition, the
-backup name is the idempotency key (unique among live requests here, unique in DWS), and after a
-crash a request found in `copying` is looked up by name before anything is sent again.
+Never copy twice: a backup name is unique among live requests (the store's index) and in DWS,
+the first decision on a request wins, and only the copier talks to linked-copy.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 from bot.config import Policy, Role
+from bot.copier import Copier
 from bot.domain import CopyRequest, NewRequest, State
 from bot.dws.client import DwsClient
-from bot.dws.errors import DwsError, SnapshotFailed, WaitTimedOut
+from bot.dws.errors import DwsError
 from bot.dws.validation import (
     InvalidInput,
     validate_backup_name,
@@ -38,6 +38,7 @@ from bot.errors import (
     SelfApproval,
     UnknownRequest,
 )
+from bot.notifier import News, Notifier
 from bot.roles import RoleResolver
 from bot.store import NameInUse, Store, iso, now_iso
 
@@ -47,38 +48,6 @@ log = logging.getLogger(__name__)
 PRECHECK_BUDGET_SECONDS = 1.5
 
 
-class News(StrEnum):
-    """What the lifecycle tells people about; the notifier decides how."""
-
-    APPROVED = "approved"
-    DENIED = "denied"
-    EXPIRED = "expired"
-    CANCELLED = "cancelled"
-    COPY_STARTED = "copy_started"
-    COPIED = "copied"
-    STATUS = "status"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    FOLLOW_STOPPED = "follow_stopped"
-
-
-@dataclass(frozen=True)
-class Posted:
-    """Where the approval request was posted: its message is the thread root."""
-
-    channel_id: str
-    message_ts: str
-    thread_ts: str
-
-
-class Notifier(Protocol):
-    def announce(self, request: CopyRequest) -> Posted:
-        """Post the approval request (or, with no approval needed, the request) to its channel."""
-
-    def tell(self, request: CopyRequest, news: News) -> None:
-        """Let the request's thread know; must not raise."""
-
-
 @dataclass(frozen=True)
 class CopyForm:
     """The three fields a person fills in, validated."""
@@ -86,10 +55,6 @@ class CopyForm:
     source_snapshot_id: str
     backup_name: str
     description: str
-
-
-class Stopping(Exception):
-    """The process is shutting down; unfinished copies are picked up again at start-up."""
 
 
 class CopyService:
@@ -110,13 +75,18 @@ class CopyService:
         self.policy = policy
         self.roles = roles
         self.notifier = notifier
-        self.poll_seconds = poll_seconds
-        self.follow_seconds = follow_seconds
         self.stop = stop or threading.Event()
+        self.copier = Copier(
+            store,
+            dws,
+            notifier,
+            poll_seconds=poll_seconds,
+            follow_seconds=follow_seconds,
+            stop=self.stop,
+        )
         self._prechecks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="precheck")
-        self._running: set[int] = set()
         self._announcing: set[int] = set()
-        self._running_lock = threading.Lock()
+        self._announcing_lock = threading.Lock()
 
     # --- asking --------------------------------------------------------------------------
 
@@ -212,14 +182,14 @@ class CopyService:
 
     def announce(self, request_id: int) -> CopyRequest:
         """Post the request to its channel, remember the thread, and start it if approved."""
-        with self._running_lock:
+        with self._announcing_lock:
             if request_id in self._announcing:
                 return self._get(request_id)
             self._announcing.add(request_id)
         try:
             return self._announce(request_id)
         finally:
-            with self._running_lock:
+            with self._announcing_lock:
                 self._announcing.discard(request_id)
 
     def _announce(self, request_id: int) -> CopyRequest:
@@ -240,7 +210,7 @@ class CopyService:
             details={"channel_id": posted.channel_id, "message_ts": posted.message_ts},
         )
         if request.state == State.APPROVED:
-            self.start_copy(request.id)
+            self.copier.start(request.id)
         return request
 
     # --- deciding ------------------------------------------------------------------------
@@ -255,7 +225,7 @@ class CopyService:
                 f"You asked for request #{request.id} yourself; another approver has to approve it."
             )
         approved = self._decide(request, State.APPROVED, actor=user_id, approved_by=user_id)
-        self.start_copy(approved.id)
+        self.copier.start(approved.id)
         return approved
 
     def deny(self, request_id: int, user_id: str, reason: str | None = None) -> CopyRequest:
@@ -346,179 +316,6 @@ class CopyService:
             self.notifier.tell(expired, News.EXPIRED)
         return expired
 
-    # --- copying -------------------------------------------------------------------------
-
-    def start_copy(self, request_id: int) -> bool:
-        """Run the copy on its own thread; False if this process is already running it."""
-        with self._running_lock:
-            if request_id in self._running:
-                return False
-            self._running.add(request_id)
-        thread = threading.Thread(
-            target=self._run_and_release,
-            args=(request_id,),
-            name=f"copy-{request_id}",
-            daemon=True,  # a crash mid-copy is recovered by reconcile(), not by joining
-        )
-        thread.start()
-        return True
-
-    def _run_and_release(self, request_id: int) -> None:
-        try:
-            self.run_copy(request_id)
-        except Stopping:
-            log.info("copy paused for shutdown", extra={"request_id": request_id})
-        except Exception:
-            log.exception("copy crashed", extra={"request_id": request_id})
-            self._fail(self._get(request_id), "snapcopy hit an internal error while copying.")
-        finally:
-            with self._running_lock:
-                self._running.discard(request_id)
-
-    def run_copy(self, request_id: int) -> CopyRequest:
-        """Copy (or adopt the copy of) an approved request, then follow it to the end."""
-        request = self._get(request_id)
-        if request.state == State.APPROVED:
-            request = self._first_copy(request)
-        elif request.state == State.COPYING and not request.new_snapshot_id:
-            request = self._resume_copy(request)
-        if request.state == State.COPYING and request.new_snapshot_id:
-            request = self._follow(request)
-        return request
-
-    def _first_copy(self, request: CopyRequest) -> CopyRequest:
-        try:
-            # Checked just before the first call: a snapshot with this name now is not ours.
-            if self.dws.find_snapshot_by_name(request.backup_name) is not None:
-                return self._fail(
-                    request,
-                    f"A snapshot named {request.backup_name} already exists in DWS, so "
-                    "nothing was copied; ask again with another name.",
-                )
-        except DwsError as error:
-            return self._fail(request, error)
-        copying = self.store.transition(
-            request.id,
-            allowed_from=[State.APPROVED],
-            to=State.COPYING,
-            event="copy_started",
-            actor=None,
-        )
-        if copying is None:  # somebody else's thread or process won the transition
-            return self._get(request.id)
-        self.notifier.tell(copying, News.COPY_STARTED)
-        return self._call_copy(copying)
-
-    def _resume_copy(self, request: CopyRequest) -> CopyRequest:
-        """After a crash in `copying`: the call may or may not have reached DWS."""
-        try:
-            existing = self.dws.find_snapshot_by_name(request.backup_name)
-        except DwsError as error:
-            return self._fail(request, error)
-        if existing is None:
-            self.store.record_event(request.id, "copy_resumed", None, {"found": False})
-            return self._call_copy(request)
-        self.store.record_event(
-            request.id, "copy_resumed", None, {"found": True, "snapshot_id": existing.id}
-        )
-        return self._copied(request, existing.id, dws_request_id=None, adopted=True)
-
-    def _call_copy(self, request: CopyRequest) -> CopyRequest:
-        try:
-            copied = self.dws.copy_snapshot(
-                request.source_snapshot_id, request.backup_name, request.description
-            )
-        except (DwsError, InvalidInput) as error:
-            return self._fail(request, error)
-        return self._copied(
-            request, copied.snapshot_id, dws_request_id=copied.request_id, adopted=copied.adopted
-        )
-
-    def _copied(
-        self, request: CopyRequest, snapshot_id: str, *, dws_request_id: str | None, adopted: bool
-    ) -> CopyRequest:
-        self.store.add_dws_request_id(request.id, dws_request_id)
-        copied = self.store.update(
-            request.id,
-            new_snapshot_id=snapshot_id,
-            snapshot_status="CREATING",
-            event="copied",
-            details={
-                "new_snapshot_id": snapshot_id,
-                "dws_request_id": dws_request_id,
-                "adopted": adopted,
-            },
-        )
-        self.notifier.tell(copied, News.COPIED)
-        return copied
-
-    def _follow(self, request: CopyRequest) -> CopyRequest:
-        assert request.new_snapshot_id is not None
-        seen = {"status": request.snapshot_status}
-
-        def on_status(status: str) -> None:
-            if self.stop.is_set():
-                raise Stopping
-            if status == seen["status"]:
-                return
-            seen["status"] = status
-            updated = self.store.update(
-                request.id, snapshot_status=status, event="status", details={"status": status}
-            )
-            self.notifier.tell(updated, News.STATUS)
-
-        try:
-            final = self.dws.wait_until_available(
-                request.new_snapshot_id,
-                poll_seconds=self.poll_seconds,
-                timeout=self.follow_seconds,
-                on_status=lambda snapshot: on_status(snapshot.status),
-            )
-        except SnapshotFailed as error:
-            return self._fail(request, error, snapshot_status="UNAVAILABLE")
-        except (WaitTimedOut, DwsError) as error:
-            # The copy exists; only our view of it stopped. Say so; a restart resumes following.
-            self.store.record_event(request.id, "follow_stopped", None, {"reason": str(error)})
-            stopped = self._get(request.id)
-            self.notifier.tell(stopped, News.FOLLOW_STOPPED)
-            return stopped
-        done = self.store.transition(
-            request.id,
-            allowed_from=[State.COPYING],
-            to=State.SUCCEEDED,
-            event="available",
-            actor=None,
-            snapshot_status=final.status,
-        )
-        if done is None:
-            return self._get(request.id)
-        self.notifier.tell(done, News.SUCCEEDED)
-        return done
-
-    def _fail(
-        self,
-        request: CopyRequest,
-        error: DwsError | InvalidInput | str,
-        **fields: str,
-    ) -> CopyRequest:
-        sentence, code, dws_request_id = _failure(error)
-        self.store.add_dws_request_id(request.id, dws_request_id)
-        failed = self.store.transition(
-            request.id,
-            allowed_from=[State.APPROVED, State.COPYING],
-            to=State.FAILED,
-            event="copy_failed",
-            actor=None,
-            details={"error_code": code, "dws_request_id": dws_request_id, "error": sentence},
-            error=sentence,
-            error_code=code,
-            **fields,
-        )
-        if failed is None:
-            return self._get(request.id)
-        self.notifier.tell(failed, News.FAILED)
-        return failed
-
     # --- after a restart -----------------------------------------------------------------
 
     def announce_unposted(self, older_than_seconds: float = 0.0) -> None:
@@ -536,7 +333,7 @@ class CopyService:
             if request.message_ts is None and request.state == State.APPROVED:
                 continue  # announce() starts it once the thread exists
             self.store.record_event(request.id, "reconciled", None, {"state": request.state})
-            if self.start_copy(request.id):
+            if self.copier.start(request.id):
                 resumed.append(request.id)
         return resumed
 
@@ -557,14 +354,6 @@ class CopyService:
     def close(self) -> None:
         self.stop.set()
         self._prechecks.shutdown(wait=False, cancel_futures=True)
-
-
-def _failure(error: DwsError | InvalidInput | str) -> tuple[str, str | None, str | None]:
-    if isinstance(error, DwsError):
-        return str(error), error.error_code, error.request_id
-    if isinstance(error, InvalidInput):
-        return error.message, "invalid_input", None
-    return error, None, None
 
 
 def _minutes(minutes: float) -> str:

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.copies import News, Posted
 from bot.domain import CopyRequest
 from bot.errors import AnnounceFailed
+from bot.notifier import News, Posted
 from bot.slack import views
 from bot.store import Store
 
