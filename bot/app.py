@@ -82,6 +82,7 @@ class Runtime:
         self.services.copies.close()
         while self._closers:
             self._closers.pop().close()
+        self.store.close()
 
 
 def build_runtime(

@@ -200,7 +200,7 @@ def _audit(args: argparse.Namespace) -> int:
                 requests = [request for request in requests if request.id == args.request]
             rows = [request.model_dump(mode="json") for request in requests]
     finally:
-        store.db.close()
+        store.close()
 
     if args.format == "json":
         sys.stdout.write(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")

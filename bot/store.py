@@ -130,6 +130,13 @@ class Store:
             raise
         db.execute("COMMIT")
 
+    def close(self) -> None:
+        """Close this thread's connection; another call from this thread opens a new one."""
+        db: sqlite_utils.Database | None = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
     def healthy(self) -> bool:
         try:
             self.db.execute("SELECT 1 FROM requests LIMIT 1").fetchall()

@@ -190,7 +190,7 @@ class BotProcess:
             return self.process.returncode
         finally:
             if self._store is not None:
-                self._store.db.close()
+                self._store.close()
                 self._store = None
             self._log_file.close()
 

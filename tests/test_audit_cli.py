@@ -102,7 +102,7 @@ def db_path(tmp_path: Path) -> Iterator[Path]:
         denied_by="U0ADMIN",
         deny_reason="wrong cluster",
     )
-    store.db.close()
+    store.close()
     yield path
 
 
@@ -232,7 +232,7 @@ def test_events_of_one_request_as_a_table(db_path: Path) -> None:
 
 def test_empty_log_says_so(tmp_path: Path) -> None:
     path = tmp_path / "empty.db"
-    Store(path).db.close()
+    Store(path).close()
 
     assert audit(path).stdout == "(no records)\n"
     assert json.loads(audit(path, "--format", "json").stdout) == []
