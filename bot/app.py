@@ -28,6 +28,7 @@ from bot.dws.signer import AkSkAuth
 from bot.roles import RoleResolver
 from bot.slack import actions, commands, errors, events, home, modals, options, shortcuts
 from bot.slack.notify import SlackNotifier
+from bot.slack.sandbox import SandboxWebClient
 from bot.slack.services import Services
 from bot.store import Store
 
@@ -96,7 +97,7 @@ def build_runtime(
     closers: list[Any] = []
     stop = threading.Event()
     store = Store(settings.snapcopy_db)
-    client = WebClient(
+    client = (SandboxWebClient if sandbox else WebClient)(
         token=_secret(settings.slack_bot_token),
         base_url=_with_slash(settings.slack_api_url),
         timeout=10,
@@ -158,7 +159,7 @@ def _dws_client(
         from bot.dws.standin import DwsStandIn
 
         ak, sk = "SANDBOX" + secrets.token_hex(6).upper(), secrets.token_urlsafe(24)
-        standin = DwsStandIn(ak, sk, SANDBOX_PROJECT_ID, copy_delay=5.0).start()
+        standin = DwsStandIn(ak, sk, SANDBOX_PROJECT_ID, copy_delay=3.0).start()
         standin.seed_demo()
         closers.append(_Stopper(standin.stop))
         endpoint, project_id = standin.url, SANDBOX_PROJECT_ID

@@ -13,6 +13,7 @@ from bot.config import Role
 from bot.slack import answers, views
 from bot.slack.errors import reports_errors
 from bot.slack.ids import COMMAND
+from bot.slack.sandbox import mark
 from bot.slack.services import Services
 
 SUBCOMMANDS = ("help", "list", "status", "roles", "cancel")
@@ -46,6 +47,10 @@ def register(app: App, services: Services) -> None:
     def run(body: dict[str, Any], client: WebClient, respond: Respond) -> None:
         user = body["user_id"]
         parsed = parse_command(body.get("text") or "")
+
+        def answer(text: str) -> None:
+            respond(text=mark(text) if services.sandbox else text, response_type="ephemeral")
+
         if parsed.kind == "open":
             services.copies.ensure_role(user, Role.REQUESTER, action="request snapshot copies")
             client.views_open(
@@ -58,15 +63,8 @@ def register(app: App, services: Services) -> None:
                 ),
             )
         elif parsed.kind == "unknown":
-            respond(
-                text=f"I don't know `{views.escape(parsed.argument or '')}`.\n"
-                + answers.help_text(),
-                response_type="ephemeral",
-            )
+            answer(f"I don't know `{views.escape(parsed.argument or '')}`.\n{answers.help_text()}")
         else:
-            respond(
-                text=answers.answer(services, parsed.kind, parsed.argument, user),
-                response_type="ephemeral",
-            )
+            answer(answers.answer(services, parsed.kind, parsed.argument, user))
 
     app.command(COMMAND)(ack=acknowledge, lazy=[run])

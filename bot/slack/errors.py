@@ -25,6 +25,7 @@ from bot.dws.errors import DwsError
 from bot.dws.validation import InvalidInput
 from bot.errors import AlreadyHandled, AnnounceFailed, NotAllowed, SnapcopyError
 from bot.slack import views
+from bot.slack.sandbox import is_sandboxed, mark
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def _deliver(text: str, body: dict[str, Any], client: WebClient) -> None:
     if body.get("command") and body.get("response_url"):
         # A slash command's own reply channel: works in DMs and channels the bot is not in.
         WebhookClient(body["response_url"], timeout=10).send(
-            text=text, response_type="ephemeral"
+            text=mark(text) if is_sandboxed(client) else text, response_type="ephemeral"
         )
         return
     channel = (body.get("channel") or {}).get("id") or body.get("channel_id")

@@ -45,7 +45,7 @@ class SlackNotifier:
             response = self.client.chat_postMessage(
                 channel=request.channel_id or "",
                 thread_ts=request.thread_ts,
-                text=views.request_text(request, sandbox=self.sandbox),
+                text=views.request_text(request),
                 blocks=views.request_blocks(request, sandbox=self.sandbox),
                 unfurl_links=False,
             )
@@ -73,7 +73,7 @@ class SlackNotifier:
         self.client.chat_update(
             channel=request.channel_id or "",
             ts=request.message_ts or "",
-            text=views.request_text(request, sandbox=self.sandbox),
+            text=views.request_text(request),
             blocks=views.request_blocks(request, sandbox=self.sandbox),
         )
 
@@ -81,7 +81,7 @@ class SlackNotifier:
         self.client.chat_postMessage(
             channel=request.channel_id or "",
             thread_ts=request.thread_ts or request.message_ts,
-            text=f"[sandbox] {text}" if self.sandbox else text,
+            text=text,
             unfurl_links=False,
         )
 

@@ -12,6 +12,7 @@ from typing import Any
 from bot.domain import CopyRequest, State
 from bot.dws.models import Snapshot
 from bot.slack.ids import Action, Block, Callback
+from bot.slack.sandbox import mark
 
 Blocks = list[dict[str, Any]]
 
@@ -46,10 +47,6 @@ def mention(user_or_group: str) -> str:
 
 def mentions(ids: tuple[str, ...] | list[str]) -> str:
     return ", ".join(mention(item) for item in ids) or "nobody yet"
-
-
-def _sandboxed(text: str, sandbox: bool) -> str:
-    return f"[sandbox] {text}" if sandbox else text
 
 
 def _section(text: str) -> dict[str, Any]:
@@ -193,13 +190,12 @@ def notice_modal(title: str, text: str) -> dict[str, Any]:
 # --- the request message (the thread root) ---------------------------------------------------
 
 
-def request_text(request: CopyRequest, *, sandbox: bool = False) -> str:
+def request_text(request: CopyRequest) -> str:
     """The notification text: what people see in a push notification or a screen reader."""
-    return _sandboxed(
+    return (
         f"{mention(request.requested_by)} asks to copy DWS snapshot "
         f"{request.source_snapshot_id} as {escape(request.backup_name)} "
-        f"(request {request.label}): {STATE_LABEL[request.state]}",
-        sandbox,
+        f"(request {request.label}): {STATE_LABEL[request.state]}"
     )
 
 
@@ -233,7 +229,7 @@ def request_blocks(request: CopyRequest, *, sandbox: bool = False) -> Blocks:
         )
     if request.state == State.PENDING_APPROVAL:
         blocks.append(decision_buttons(request))
-    blocks.append(_context(_sandboxed(outcome_line(request), sandbox)))
+    blocks.append(_context(mark(outcome_line(request)) if sandbox else outcome_line(request)))
     return blocks
 
 
