@@ -146,11 +146,32 @@ class CopyService:
                 f"A snapshot named {form.backup_name} already exists; pick another name.",
             )
 
-    def submit(
-        self, form: CopyForm, *, requested_by: str, channel_id: str, thread_ts: str | None = None
+    def ask(
+        self,
+        *,
+        requested_by: str,
+        snapshot_id: str,
+        backup_name: str,
+        description: str | None,
+        channel_id: str | None,
+        thread_ts: str | None = None,
+    ) -> CopyRequest:
+        """Everything between a filled-in form and a recorded request, in this order: the role
+        first (nobody without it learns anything from DWS), then DWS's rules, then DWS itself.
+        """
+        self.ensure_role(requested_by, Role.REQUESTER, action="request snapshot copies")
+        form = self.validate(snapshot_id, backup_name, description)
+        if not channel_id:
+            raise BadInput("channel", "Choose the channel where the request is posted.")
+        self.precheck(form)
+        return self._record(
+            form, requested_by=requested_by, channel_id=channel_id, thread_ts=thread_ts
+        )
+
+    def _record(
+        self, form: CopyForm, *, requested_by: str, channel_id: str, thread_ts: str | None
     ) -> CopyRequest:
         """Record the request. With approval required it waits; otherwise it is approved."""
-        self.ensure_role(requested_by, Role.REQUESTER, action="request snapshot copies")
         new = NewRequest(
             source_snapshot_id=form.source_snapshot_id,
             backup_name=form.backup_name,

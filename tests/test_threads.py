@@ -320,15 +320,6 @@ def test_mention_copy_without_a_role_is_refused_in_the_thread(
     assert dws.copy_calls == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bot/slack/events.py mentioned(): services.copies.precheck(form) runs before the role "
-        "check (done only inside copies.submit), so someone with no role gets DWS's verdict on "
-        "the snapshot ('only automated snapshots', 'DWS has no snapshot', 'already exists') "
-        "instead of the refusal, DWS is queried on their behalf and no refusal is audited"
-    ),
-)
 @pytest.mark.parametrize("which", ["manual", "unknown"])
 def test_mention_copy_without_a_role_is_refused_before_dws_is_asked_anything(
     server: BotServer, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any], which: str

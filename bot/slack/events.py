@@ -46,21 +46,19 @@ def register(app: App, services: Services) -> None:
         words = mention_words(event.get("text", ""))
         command = words[0].lower() if words else "help"
         if command == "copy":
-            if len(words) < 3:
-                say(MENTION_USAGE)
-                return
+            words += [""] * (3 - len(words))  # missing words fail validation, by name
             try:
-                form = services.copies.validate(words[1], words[2], " ".join(words[3:]))
+                request = services.copies.ask(
+                    requested_by=event["user"],
+                    snapshot_id=words[1],
+                    backup_name=words[2],
+                    description=" ".join(words[3:]),
+                    channel_id=event["channel"],
+                    thread_ts=thread_ts,
+                )
             except BadInput as error:
                 say(f"{error.message}\n{MENTION_USAGE}")
                 return
-            services.copies.precheck(form)
-            request = services.copies.submit(
-                form,
-                requested_by=event["user"],
-                channel_id=event["channel"],
-                thread_ts=thread_ts,
-            )
             services.copies.announce(request.id)
         elif command == "help":
             say(answers.help_text())

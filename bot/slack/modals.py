@@ -29,15 +29,11 @@ def register(app: App, services: Services) -> None:
         try:
             if not form_input.snapshot_id:
                 raise BadInput("snapshot_id", "Pick an automated snapshot or paste its ID.")
-            form = services.copies.validate(
-                form_input.snapshot_id, form_input.backup_name, form_input.description
-            )
-            if not channel_id:
-                raise BadInput("channel", "Choose the channel where the request is posted.")
-            services.copies.precheck(form)
-            request = services.copies.submit(
-                form,
+            request = services.copies.ask(
                 requested_by=body["user"]["id"],
+                snapshot_id=form_input.snapshot_id,
+                backup_name=form_input.backup_name,
+                description=form_input.description,
                 channel_id=channel_id,
                 thread_ts=metadata.thread_ts if channel_id == metadata.channel_id else None,
             )

@@ -261,7 +261,7 @@ def approved_reply(request: CopyRequest) -> str:
 def copied_reply(request: CopyRequest) -> str:
     return (
         f":camera_with_flash: DWS accepted the copy. New snapshot ID: `{request.new_snapshot_id}` "
-        f"(*{escape(request.backup_name)}*). Status: CREATING; I will post here when it is "
+        f"(*{escape(request.backup_name)}*). Status: CREATING; I will post here once it becomes "
         "AVAILABLE."
     )
 
