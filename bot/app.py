@@ -20,6 +20,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     RateLimitErrorRetryHandler,
 )
 
+from bot.catalog import SnapshotCatalog
 from bot.config import Policy, Settings
 from bot.copier import Stopping
 from bot.copies import CopyService
@@ -130,7 +131,11 @@ def build_runtime(
         follow_seconds=settings.snapcopy_follow_minutes * 60,
         stop=stop,
     )
-    services = Services(copies=copies, store=store, dws=dws, roles=roles, sandbox=sandbox)
+    catalog = SnapshotCatalog(dws)
+    closers.append(catalog)
+    services = Services(
+        copies=copies, store=store, dws=dws, roles=roles, catalog=catalog, sandbox=sandbox
+    )
     bolt.error(errors.handle)
     for kind in (commands, modals, actions, shortcuts, events, home, options):
         kind.register(bolt, services)

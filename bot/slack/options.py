@@ -6,7 +6,6 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
-from bot.catalog import SnapshotCatalog
 from bot.slack import views
 from bot.slack.ids import Action
 from bot.slack.services import Services
@@ -15,10 +14,8 @@ MAX_OPTIONS = 100  # Slack shows at most 100 options
 
 
 def register(app: App, services: Services) -> None:
-    catalog = SnapshotCatalog(services.dws)
-
     def suggest(ack: Ack, body: dict[str, Any]) -> None:
-        snapshots = catalog.search(str(body.get("value") or ""), limit=MAX_OPTIONS)
+        snapshots = services.catalog.search(str(body.get("value") or ""), limit=MAX_OPTIONS)
         ack(options=[views.snapshot_option(snapshot) for snapshot in snapshots])
 
     app.options(Action.PICK_SNAPSHOT)(suggest)

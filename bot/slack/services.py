@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.catalog import SnapshotCatalog
 from bot.copies import CopyService
 from bot.dws.client import DwsClient
 from bot.roles import RoleResolver
@@ -16,4 +17,5 @@ class Services:
     store: Store
     dws: DwsClient
     roles: RoleResolver
+    catalog: SnapshotCatalog
     sandbox: bool = False
