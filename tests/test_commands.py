@@ -1,7 +1,8 @@
 """`/snapcopy help | list | status <id> | roles` and words it does not know.
 
-Each answer is private to the person who typed the command: it goes to the command's
-response_url as an ephemeral message, and opens no modal and posts nothing in the channel.
+Each answer is private to the person who typed the command: text alone (help, an unknown word)
+comes back in the acknowledgement itself; answers that need a lookup go to the command's
+response_url. Both are ephemeral, open no modal and post nothing in the channel.
 """
 
 from __future__ import annotations
@@ -31,6 +32,16 @@ def ask(server: BotServer, slack: SlackStandIn, user: str, text: str, name: str)
     return said
 
 
+def ask_in_ack(server: BotServer, user: str, text: str) -> str:
+    """Type `/snapcopy <text>` and return the answer carried by the acknowledgement."""
+    answer = timed(server.command, user, text)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["response_type"] == "ephemeral", body
+    said: str = body["text"]
+    return said
+
+
 def nothing_else_happened(slack: SlackStandIn) -> None:
     assert not slack.calls("views.open")
     assert not slack.calls("chat.postMessage")
@@ -57,7 +68,7 @@ def line_of(lines: list[str], request: CopyRequest) -> str:
 def test_help_lists_every_subcommand_privately(
     server: BotServer, slack: SlackStandIn, text: str
 ) -> None:
-    told = ask(server, slack, OUTSIDER, text, "help")
+    told = ask_in_ack(server, OUTSIDER, text)
     for usage in (
         "`/snapcopy [snapshot_id]`",
         "`/snapcopy list`",
@@ -68,6 +79,7 @@ def test_help_lists_every_subcommand_privately(
     ):
         assert usage in told
     nothing_else_happened(slack)
+    assert not slack.calls("response_url"), "the answer was already in the acknowledgement"
 
 
 @pytest.mark.parametrize(
@@ -83,7 +95,7 @@ def test_help_lists_every_subcommand_privately(
 def test_an_unknown_subcommand_is_named_with_the_help(
     server: BotServer, slack: SlackStandIn, text: str, shown: str
 ) -> None:
-    told = ask(server, slack, REQUESTER, text, "unknown")
+    told = ask_in_ack(server, REQUESTER, text)
     assert told.startswith(f"I don't know {shown}.\n")
     assert "`/snapcopy list`" in told, "the help follows"
     assert "<!here>" not in told

@@ -50,8 +50,10 @@ def test_the_sandbox_copies_with_no_cloud_account_and_marks_every_message(
     click(server, APPROVER, Action.APPROVE, request)
     done = wait_state(server, request, State.SUCCEEDED, timeout=20)
     wait_for_reply(slack, done, "is AVAILABLE")
-    server.command(REQUESTER, "help", response_url=slack.response_url("help"))
-    helped = slack.wait_for("response_url", lambda c: "/snapcopy list" in c["text"])
+    helped = server.command(REQUESTER, "help").json()
+    assert helped["text"].startswith(MARK)
+    server.command(REQUESTER, "roles", response_url=slack.response_url("roles"))
+    roles = slack.wait_for("response_url", lambda c: "Your roles" in c["text"])
 
     posted = [
         call
@@ -59,7 +61,7 @@ def test_the_sandbox_copies_with_no_cloud_account_and_marks_every_message(
         for call in slack.calls(method)
     ]
     assert len(posted) >= 4
-    for call in [*posted, helped]:
+    for call in [*posted, roles]:
         assert call["text"].startswith(MARK), call["text"]
 
     server.command(REQUESTER, "", response_url=slack.response_url("open"))

@@ -39,18 +39,33 @@ def parse_command(text: str) -> ParsedCommand:
     return ParsedCommand("unknown", words[0])
 
 
+# Answers made of text alone go back in the acknowledgement itself: no second round trip.
+IN_ACK = ("help", "unknown")
+
+
 def register(app: App, services: Services) -> None:
-    def acknowledge(ack: Ack) -> None:
-        ack()
+    def shown(text: str) -> str:
+        return mark(text) if services.sandbox else text
+
+    def acknowledge(ack: Ack, body: dict[str, Any]) -> None:
+        parsed = parse_command(body.get("text") or "")
+        if parsed.kind == "help":
+            ack(text=shown(answers.help_text()), response_type="ephemeral")
+        elif parsed.kind == "unknown":
+            word = views.escape(parsed.argument or "")
+            ack(
+                text=shown(f"I don't know `{word}`.\n{answers.help_text()}"),
+                response_type="ephemeral",
+            )
+        else:
+            ack()
 
     @reports_errors
     def run(body: dict[str, Any], client: WebClient, respond: Respond) -> None:
         user = body["user_id"]
         parsed = parse_command(body.get("text") or "")
-
-        def answer(text: str) -> None:
-            respond(text=mark(text) if services.sandbox else text, response_type="ephemeral")
-
+        if parsed.kind in IN_ACK:
+            return
         if parsed.kind == "open":
             services.copies.ensure_role(user, Role.REQUESTER, action="request snapshot copies")
             client.views_open(
@@ -62,9 +77,8 @@ def register(app: App, services: Services) -> None:
                     sandbox=services.sandbox,
                 ),
             )
-        elif parsed.kind == "unknown":
-            answer(f"I don't know `{views.escape(parsed.argument or '')}`.\n{answers.help_text()}")
         else:
-            answer(answers.answer(services, parsed.kind, parsed.argument, user))
+            text = answers.answer(services, parsed.kind, parsed.argument, user)
+            respond(text=shown(text), response_type="ephemeral")
 
     app.command(COMMAND)(ack=acknowledge, lazy=[run])
