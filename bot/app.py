@@ -28,6 +28,7 @@ from bot.dws.client import DwsClient, build_http_client, endpoint_for
 from bot.dws.signer import AkSkAuth
 from bot.roles import RoleResolver
 from bot.slack import actions, commands, errors, events, home, modals, options, shortcuts
+from bot.slack.deferred import AfterAck
 from bot.slack.notify import SlackNotifier
 from bot.slack.sandbox import SandboxWebClient
 from bot.slack.services import Services
@@ -110,8 +111,8 @@ def build_runtime(
     bolt = App(
         client=client,
         signing_secret=_secret(settings.slack_signing_secret),
-        # Acknowledge first, then do the work in lazy listeners: the HTTP answer goes back as
-        # soon as ack() is called instead of after Bolt's 10 ms ack polling.
+        # The HTTP answer goes back when the listener returns, instead of after Bolt's 10 ms ack
+        # polling; the work after the acknowledgement runs on AfterAck's pool.
         process_before_response=not socket,
         # Socket Mode requests are not signed: the app-level token authenticates the socket.
         request_verification_enabled=not socket,
@@ -132,9 +133,16 @@ def build_runtime(
         stop=stop,
     )
     catalog = SnapshotCatalog(dws)
-    closers.append(catalog)
+    after_ack = AfterAck()
+    closers += [catalog, after_ack]
     services = Services(
-        copies=copies, store=store, dws=dws, roles=roles, catalog=catalog, sandbox=sandbox
+        copies=copies,
+        store=store,
+        dws=dws,
+        roles=roles,
+        catalog=catalog,
+        after_ack=after_ack,
+        sandbox=sandbox,
     )
     bolt.error(errors.handle)
     for kind in (commands, modals, actions, shortcuts, events, home, options):

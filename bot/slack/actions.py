@@ -39,8 +39,8 @@ def register(app: App, services: Services) -> None:
             ),
         )
 
-    app.action(Action.APPROVE)(ack=acknowledge, lazy=[approve])
-    app.action(Action.DENY)(ack=acknowledge, lazy=[open_deny])
+    app.action(Action.APPROVE)(services.after_ack(acknowledge, approve))
+    app.action(Action.DENY)(services.after_ack(acknowledge, open_deny))
 
 
 def _request_id(body: dict[str, Any]) -> int:

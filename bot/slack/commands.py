@@ -81,4 +81,4 @@ def register(app: App, services: Services) -> None:
             text = answers.answer(services, parsed.kind, parsed.argument, user)
             respond(text=shown(text), response_type="ephemeral")
 
-    app.command(COMMAND)(ack=acknowledge, lazy=[run])
+    app.command(COMMAND)(services.after_ack(acknowledge, run))

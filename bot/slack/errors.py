@@ -1,8 +1,8 @@
 """The one place where errors become words in Slack.
 
-Bolt calls `handle` (registered with `@app.error`) for errors raised while acknowledging; lazy
-listeners run after the acknowledgement, where Bolt would only log, so they are wrapped with
-`reports_errors`, which sends their errors through the same `report`. Our own error types become
+Bolt calls `handle` (registered with `@app.error`) for errors raised while acknowledging; the
+work after the acknowledgement (bot/slack/deferred.py) is out of Bolt's reach, so it is wrapped
+with `reports_errors`, which sends its errors through the same `report`. Our own error types become
 their one sentence; anything else is logged with a traceback and the person gets a short apology
 with an id to quote.
 """
@@ -128,7 +128,7 @@ Listener = Callable[..., None]
 
 
 def reports_errors(listener: Listener) -> Listener:
-    """Wrap a lazy listener so that its errors reach the person, like acknowledged ones do."""
+    """Wrap work done after the acknowledgement so that its errors reach the person too."""
 
     @functools.wraps(listener)
     def wrapper(*args: Any, **kwargs: Any) -> None:

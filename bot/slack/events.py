@@ -65,4 +65,4 @@ def register(app: App, services: Services) -> None:
         else:
             say(f"I don't know `{views.escape(command)}`.\n{MENTION_USAGE}")
 
-    app.event("app_mention")(ack=acknowledge, lazy=[mentioned])
+    app.event("app_mention")(services.after_ack(acknowledge, mentioned))

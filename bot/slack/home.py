@@ -60,5 +60,5 @@ def register(app: App, services: Services) -> None:
             ),
         )
 
-    app.event("app_home_opened")(ack=acknowledge, lazy=[home_opened])
-    app.action(Action.NEW_COPY)(ack=acknowledge, lazy=[new_copy])
+    app.event("app_home_opened")(services.after_ack(acknowledge, home_opened))
+    app.action(Action.NEW_COPY)(services.after_ack(acknowledge, new_copy))

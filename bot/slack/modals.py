@@ -81,5 +81,5 @@ def register(app: App, services: Services) -> None:
         if metadata.from_home:
             publish_home(services, client, body["user"]["id"])
 
-    app.view(Callback.COPY_MODAL)(ack=submit_copy, lazy=[announce])
-    app.view(Callback.DENY_MODAL)(ack=check_deny, lazy=[deny])
+    app.view(Callback.COPY_MODAL)(services.after_ack(submit_copy, announce))
+    app.view(Callback.DENY_MODAL)(services.after_ack(check_deny, deny))

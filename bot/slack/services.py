@@ -8,6 +8,7 @@ from bot.catalog import SnapshotCatalog
 from bot.copies import CopyService
 from bot.dws.client import DwsClient
 from bot.roles import RoleResolver
+from bot.slack.deferred import AfterAck
 from bot.store import Store
 
 
@@ -18,4 +19,5 @@ class Services:
     dws: DwsClient
     roles: RoleResolver
     catalog: SnapshotCatalog
+    after_ack: AfterAck
     sandbox: bool = False

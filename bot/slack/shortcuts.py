@@ -36,4 +36,4 @@ def register(app: App, services: Services) -> None:
             ),
         )
 
-    app.shortcut(Callback.MESSAGE_SHORTCUT)(ack=acknowledge, lazy=[open_modal])
+    app.shortcut(Callback.MESSAGE_SHORTCUT)(services.after_ack(acknowledge, open_modal))
