@@ -273,25 +273,26 @@ def test_without_required_approval_the_copy_starts_at_once(
     wait_for_reply(slack, done, done.new_snapshot_id or "?")
 
 
+@pytest.mark.parametrize(
+    ("status", "code"), [(403, "DWS.0015"), (400, "DWS.0001")], ids=["no-permission", "invalid"]
+)
 def test_a_failed_copy_says_why_in_one_sentence_with_code_and_request_id(
-    server: BotServer, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
+    server: BotServer,
+    slack: SlackStandIn,
+    dws: Any,
+    dws_snapshots: list[Any],
+    status: int,
+    code: str,
 ) -> None:
     from bot.dws.standin import Fault
 
     request = ask_for_copy(server, slack, REQUESTER, automated(dws_snapshots).id, "doomed-copy")
-    dws.inject(
-        Fault(
-            "status",
-            path="linked-copy",
-            status=403,
-            error_code="DWS.0015",
-            error_msg="No permission",
-        )
-    )
+    dws.inject(Fault("status", method="POST", path="linked-copy", status=status, error_code=code))
     click(server, APPROVER, Action.APPROVE, request)
     failed = wait_state(server, request, State.FAILED)
-    assert failed.error_code == "DWS.0015"
-    reply = wait_for_reply(slack, failed, "DWS.0015")
+    assert failed.error_code == code
+    reply = wait_for_reply(slack, failed, code)
+    assert reply["text"].count(code) == 1, "one sentence, the code once"
     assert failed.dws_request_ids and failed.dws_request_ids[-1] in reply["text"]
     assert dws.copy_calls == 0
     assert len(thread_replies(slack, failed)) >= 2  # approved, then failed

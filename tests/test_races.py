@@ -153,27 +153,6 @@ def test_a_dws_call_that_hangs_past_the_timeout_ends_with_one_copy(
     assert [s.id for s in dws.snapshots if s.name == "slow-copy"] == [done.new_snapshot_id]
 
 
-def test_a_final_dws_refusal_fails_once_and_says_so(
-    server: BotServer, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
-) -> None:
-    request = ask_for_copy(server, slack, REQUESTER, automated(dws_snapshots).id, "refused-copy")
-    dws.inject(
-        Fault(
-            "status",
-            method="POST",
-            path="linked-copy",
-            status=400,
-            error_code="DWS.0001",
-            error_msg="Invalid parameter",
-        )
-    )
-    click(server, APPROVER, Action.APPROVE, request)
-    failed = wait_state(server, request, State.FAILED)
-    reply = wait_for_reply(slack, failed, "DWS.0001")
-    assert reply["text"].count("DWS.0001") == 1
-    assert dws.copy_calls == 0
-
-
 def test_rate_limited_slack_still_gets_the_request_posted(
     server: BotServer, slack: SlackStandIn, dws_snapshots: list[Any]
 ) -> None:
