@@ -39,13 +39,11 @@ from bot.dws.standin import DwsStandIn
 from tests.harness import (
     APPROVER,
     BOT_TOKEN,
-    DWS_AK,
-    DWS_PROJECT_ID,
-    DWS_SK,
     OUTSIDER,
     POLICY_TOML,
     REQUESTER,
     SIGNING_SECRET,
+    bot_environment,
     write_policy,
 )
 from tests.slackreq import SlackRequest, new_message_ts
@@ -146,15 +144,12 @@ class Bench:
         policy = write_policy(self.workdir / "snapcopy.toml", POLICY_TOML)
         return {
             **self.python_env,
-            "SLACK_BOT_TOKEN": BOT_TOKEN,
-            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            "SLACK_API_URL": slack.api_url,
-            "HUAWEICLOUD_SDK_AK": DWS_AK,
-            "HUAWEICLOUD_SDK_SK": DWS_SK,
-            "HUAWEICLOUD_SDK_PROJECT_ID": DWS_PROJECT_ID,
-            "DWS_ENDPOINT": dws.url,
-            "SNAPCOPY_DB": str(self.workdir / "snapcopy.db"),
-            "SNAPCOPY_POLICY": str(policy),
+            **bot_environment(
+                slack_api_url=slack.api_url,
+                dws_url=dws.url,
+                db=self.workdir / "snapcopy.db",
+                policy=policy,
+            ),
         }
 
     def _start(

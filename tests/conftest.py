@@ -31,7 +31,6 @@ import pytest
 from tests import slackreq
 from tests.harness import (
     APP_TOKEN,
-    BOT_TOKEN,
     DWS_AK,
     DWS_PROJECT_ID,
     DWS_SK,
@@ -39,9 +38,9 @@ from tests.harness import (
     ONCALL_MEMBER,
     POLICY_TOML,
     PROXY_VARIABLES,
-    SIGNING_SECRET,
     BotServer,
     SocketBot,
+    bot_environment,
     write_policy,
 )
 from tests.slack_standin import RESPONSE_URL_PATH, SlackStandIn
@@ -112,18 +111,13 @@ def policy_file(tmp_path: Path) -> Path:
 @pytest.fixture
 def slack_only_env(slack: SlackStandIn, policy_file: Path, tmp_path: Path) -> dict[str, str]:
     """Environment for a bot that talks to the Slack stand-in and never reaches DWS."""
-    return {
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": slack.api_url,
-        "HUAWEICLOUD_SDK_AK": DWS_AK,
-        "HUAWEICLOUD_SDK_SK": DWS_SK,
-        "HUAWEICLOUD_SDK_PROJECT_ID": DWS_PROJECT_ID,
-        "DWS_ENDPOINT": UNREACHABLE_DWS,
-        "SNAPCOPY_DB": str(tmp_path / "snapcopy.db"),
-        "SNAPCOPY_POLICY": str(policy_file),
-        "SNAPCOPY_POLL_SECONDS": "0.2",
-    }
+    env = bot_environment(
+        slack_api_url=slack.api_url,
+        dws_url=UNREACHABLE_DWS,
+        db=tmp_path / "snapcopy.db",
+        policy=policy_file,
+    )
+    return env | {"SNAPCOPY_POLL_SECONDS": "0.2"}
 
 
 @pytest.fixture

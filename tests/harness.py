@@ -103,6 +103,21 @@ def _toml(tables: Mapping[str, Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def bot_environment(*, slack_api_url: str, dws_url: str, db: Path, policy: Path) -> dict[str, str]:
+    """Everything `snapcopy serve` needs to run against the stand-ins."""
+    return {
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack_api_url,
+        "HUAWEICLOUD_SDK_AK": DWS_AK,
+        "HUAWEICLOUD_SDK_SK": DWS_SK,
+        "HUAWEICLOUD_SDK_PROJECT_ID": DWS_PROJECT_ID,
+        "DWS_ENDPOINT": dws_url,
+        "SNAPCOPY_DB": str(db),
+        "SNAPCOPY_POLICY": str(policy),
+    }
+
+
 def subprocess_env(env: Mapping[str, str | None]) -> dict[str, str]:
     """The current environment plus `env` (None removes a variable), running this checkout."""
     merged = {key: value for key, value in os.environ.items() if key not in PROXY_VARIABLES}
