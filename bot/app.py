@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +52,7 @@ class Runtime:
     services: Services
     sandbox: bool = False
     stop: threading.Event = field(default_factory=threading.Event)
-    _closers: list[Any] = field(default_factory=list)
+    _closers: list[Callable[[], None]] = field(default_factory=list)
 
     def start_background(self) -> None:
         """Work that outlives a request: reconciling after a crash, expiring old requests."""
@@ -84,7 +85,7 @@ class Runtime:
         self.stop.set()
         self.services.copies.close()
         while self._closers:
-            self._closers.pop().close()
+            self._closers.pop()()
         self.store.close()
 
 
@@ -96,7 +97,7 @@ def build_runtime(
     sandbox: bool = False,
     dws_transport: httpx.BaseTransport | None = None,
 ) -> Runtime:
-    closers: list[Any] = []
+    closers: list[Callable[[], None]] = []
     stop = threading.Event()
     store = Store(settings.snapcopy_db)
     client = (SandboxWebClient if sandbox else WebClient)(
@@ -134,11 +135,10 @@ def build_runtime(
     )
     catalog = SnapshotCatalog(dws)
     after_ack = AfterAck()
-    closers += [catalog, after_ack]
+    closers += [catalog.close, after_ack.close]
     services = Services(
         copies=copies,
         store=store,
-        dws=dws,
         roles=roles,
         catalog=catalog,
         after_ack=after_ack,
@@ -165,7 +165,7 @@ def _dws_client(
     *,
     sandbox: bool,
     transport: httpx.BaseTransport | None,
-    closers: list[Any],
+    closers: list[Callable[[], None]],
 ) -> DwsClient:
     if sandbox:
         # Imported here: the stand-in is only loaded by people who ask for the sandbox.
@@ -174,7 +174,7 @@ def _dws_client(
         ak, sk = "SANDBOX" + secrets.token_hex(6).upper(), secrets.token_urlsafe(24)
         standin = DwsStandIn(ak, sk, SANDBOX_PROJECT_ID, copy_delay=3.0).start()
         standin.seed_demo()
-        closers.append(_Stopper(standin.stop))
+        closers.append(standin.stop)
         endpoint, project_id = standin.url, SANDBOX_PROJECT_ID
         auth = AkSkAuth(ak, sk, project_id)
     else:
@@ -194,7 +194,7 @@ def _dws_client(
         read_timeout=settings.dws_read_timeout,
         transport=transport,
     )
-    closers.append(http)
+    closers.append(http.close)
 
     def sleep(seconds: float) -> None:
         # Waits between polls end at once on shutdown; a restart resumes the copy.
@@ -202,11 +202,6 @@ def _dws_client(
             raise Stopping
 
     return DwsClient(http, project_id, sleep=sleep)
-
-
-@dataclass
-class _Stopper:
-    close: Any
 
 
 def _group_members(client: WebClient, group_id: str) -> frozenset[str]:

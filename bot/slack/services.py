@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from bot.catalog import SnapshotCatalog
 from bot.copies import CopyService
-from bot.dws.client import DwsClient
 from bot.roles import RoleResolver
 from bot.slack.deferred import AfterAck
 from bot.store import Store
@@ -16,7 +15,6 @@ from bot.store import Store
 class Services:
     copies: CopyService
     store: Store
-    dws: DwsClient
     roles: RoleResolver
     catalog: SnapshotCatalog
     after_ack: AfterAck

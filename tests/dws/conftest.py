@@ -38,8 +38,8 @@ def http(fake: FakeDws) -> Iterator[httpx.Client]:
         yield client
 
 
-@pytest.fixture
-def client(http: httpx.Client, clock: FakeClock) -> DwsClient:
+def client_over(http: httpx.Client, clock: FakeClock) -> DwsClient:
+    """A client whose sleeps and jitter are the fake clock's, so retries are exact and instant."""
     return DwsClient(
         http,
         PROJECT,
@@ -48,6 +48,11 @@ def client(http: httpx.Client, clock: FakeClock) -> DwsClient:
         monotonic=clock.monotonic,
         uniform=upper_bound,
     )
+
+
+@pytest.fixture
+def client(http: httpx.Client, clock: FakeClock) -> DwsClient:
+    return client_over(http, clock)
 
 
 @pytest.fixture
@@ -65,11 +70,4 @@ def live_http(standin: DwsStandIn) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def live_client(live_http: httpx.Client, clock: FakeClock) -> DwsClient:
-    return DwsClient(
-        live_http,
-        PROJECT,
-        retry=POLICY,
-        sleep=clock.sleep,
-        monotonic=clock.monotonic,
-        uniform=upper_bound,
-    )
+    return client_over(live_http, clock)
