@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
 import bot
@@ -142,15 +142,11 @@ def _serve(args: argparse.Namespace) -> int:
     from bot.logs import configure_logging
     from bot.server import run_http, run_socket_mode
 
-    configure_logging(settings.snapcopy_log_level, secrets=_secret_values(settings))
+    configure_logging(settings.snapcopy_log_level, secrets=settings.secret_values())
     if args.socket:
         return run_socket_mode(settings, policy, sandbox=args.sandbox)
     run_http(settings, policy, host=args.host, port=settings.port, sandbox=args.sandbox)
     return 0
-
-
-def _secret_values(settings: Settings) -> list[str]:
-    return [value.get_secret_value() for _, value in settings if isinstance(value, SecretStr)]
 
 
 # --- audit -------------------------------------------------------------------------------------

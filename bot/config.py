@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     )
     port: int = Field(3000, ge=1, le=65535, description="HTTP port of `snapcopy serve`.")
 
+    def secret_values(self) -> list[str]:
+        """The secret values themselves, for the log redactor to remove wherever they appear."""
+        return [value.get_secret_value() for _, value in self if isinstance(value, SecretStr)]
+
     def problems_for(self, *, socket: bool = False, sandbox: bool = False) -> list[str]:
         """What is missing for this way of running; empty when start-up can go on.
 

@@ -12,10 +12,12 @@ policy) and drives it:
         assert answer.status_code == 200
         slack.wait_for("views.open")
 
-`start_server(...)` starts more, or differently configured, servers, and
-`start_socket_bot(...)` the bot in Socket Mode; `slack` is the Slack stand-in
-(tests/slack_standin.py), `dws` the DWS stand-in (bot/dws/standin.py), `dws_snapshots` what it
-was seeded with.
+`server` and `start_server(...)` serve the bot from this process (a fresh Runtime, database and
+stand-ins for each test, in milliseconds); `start_process(...)` runs the real `snapcopy serve`
+process, for tests about processes (signals, crashes, restarts, several processes on one
+database; mark them `@pytest.mark.process`); `start_socket_bot(...)` the bot in Socket Mode.
+`slack` is the Slack stand-in (tests/slack_standin.py), `dws` the DWS stand-in
+(bot/dws/standin.py), `dws_snapshots` what it was seeded with.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ from tests.harness import (
     POLICY_TOML,
     PROXY_VARIABLES,
     BotServer,
+    InProcessServer,
+    ProcessServer,
     SocketBot,
     bot_environment,
     write_policy,
@@ -129,19 +133,11 @@ def bot_env(slack_only_env: dict[str, str], dws: Any) -> dict[str, str]:
 StartServer = Callable[..., BotServer]
 
 
-@pytest.fixture
-def start_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StartServer]:
-    """A factory: `start_server(env=None, *, env_overrides=None, policy=None, args=(), **options)`.
-
-    - `env`: the whole environment (default: `bot_env`, both stand-ins).
-    - `env_overrides`: changes on top; a None value removes the variable.
-    - `policy`: TOML text or `{"roles": {...}, "approval": {...}}` written to a new file.
-    - `args`: more `serve` arguments, e.g. `("--sandbox",)`.
-    - `options`: passed to `BotServer.start` (`port`, `port_option`, `timeout`).
-
-    Servers share the test's database unless told otherwise, so stopping one and starting
-    another is a restart. Every server started is stopped at the end of the test.
-    """
+def _server_factory(
+    kind: type[InProcessServer] | type[ProcessServer],
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> Iterator[StartServer]:
     servers: list[BotServer] = []
 
     def start(
@@ -159,15 +155,39 @@ def start_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sta
             path = write_policy(tmp_path / f"policy-{len(servers) + 1}.toml", policy)
             merged["SNAPCOPY_POLICY"] = str(path)
         merged.update(env_overrides or {})
-        server = BotServer.start(merged, cwd=tmp_path, args=args, **options)
+        server = kind.start(merged, cwd=tmp_path, args=args, **options)
         servers.append(server)
         return server
 
     try:
         yield start
     finally:
-        for server in servers:
+        for server in reversed(servers):
             server.stop()
+
+
+@pytest.fixture
+def start_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StartServer]:
+    """A factory: `start_server(env=None, *, env_overrides=None, policy=None, args=())`, served
+    from this process.
+
+    - `env`: the whole environment (default: `bot_env`, both stand-ins).
+    - `env_overrides`: changes on top; a None value removes the variable.
+    - `policy`: TOML text or `{"roles": {...}, "approval": {...}}` written to a new file.
+    - `args`: `("--sandbox",)` or nothing.
+
+    Servers share the test's database unless told otherwise, so stopping one and starting
+    another is a restart. Every server started is stopped at the end of the test.
+    """
+    yield from _server_factory(InProcessServer, request, tmp_path)
+
+
+@pytest.fixture
+def start_process(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StartServer]:
+    """Like `start_server`, but each server is a real `python -m bot serve` process, which can
+    be sent SIGTERM (`terminate()`) or SIGKILL (`kill()`). `options` go to `ProcessServer.start`
+    (`port`, `port_option`, `timeout`), `args` to `serve`."""
+    yield from _server_factory(ProcessServer, request, tmp_path)
 
 
 @pytest.fixture

@@ -1,32 +1,47 @@
-"""The end-to-end harness: the bot as a real `python -m bot serve` process.
+"""The end-to-end harness: the bot served over real HTTP on loopback, in two forms.
 
-`BotServer.start()` launches HTTP mode on a free loopback port, waits until `GET /healthz`
-answers, and returns a handle that signs and posts Slack requests to it and reads its audit log.
-`SocketBot.start()` launches Socket Mode and waits until it has connected to the Slack stand-in.
-The fixtures in `tests/conftest.py` wire both to the stand-ins; use those (`server`,
-`start_server`, `start_socket_bot`) rather than this module directly.
+- `InProcessServer.start()` builds the same Runtime that `snapcopy serve` builds (settings read
+  from the given environment, the policy file, the WSGI app of bot/server.py) and serves it on a
+  free loopback port from a thread of the test process. It starts in milliseconds, so most
+  tests get a fresh server, fresh stand-ins and a fresh database of their own.
+- `ProcessServer.start()` launches a real `python -m bot serve` (embedded gunicorn) and waits
+  until `GET /healthz` answers. Tests about processes use it: serving, signals, SIGKILL and
+  restart, several processes on one database.
 
-Each process runs this checkout's code (PYTHONPATH points at the repository) in the test's
-temporary directory, in its own process group, with its stderr (JSON log lines) in a file that
-`.stderr()` reads.
+Both are `BotServer`s: a handle that signs and posts Slack requests, reads the JSON log lines the
+bot wrote (`.stderr()`), and reads its audit log. `SocketBot.start()` launches Socket Mode and
+waits until it has connected to the Slack stand-in. The fixtures in `tests/conftest.py` wire all
+of them to the stand-ins; use those (`server`, `start_server`, `start_process`,
+`start_socket_bot`) rather than this module directly.
+
+Processes run this checkout's code (PYTHONPATH points at the repository) in the test's temporary
+directory, in their own process group, with stderr (JSON log lines) in a file.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from socketserver import ThreadingMixIn
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import httpx
 
+from bot.app import Runtime, build_runtime
+from bot.config import Policy, Settings, load_all
 from bot.domain import CopyRequest, State
+from bot.logs import configure_logging
+from bot.server import make_wsgi_app
 from bot.store import Store
 from tests import slackreq
 from tests.slack_standin import SlackStandIn
@@ -133,106 +148,22 @@ def subprocess_env(env: Mapping[str, str | None]) -> dict[str, str]:
     return merged
 
 
-class BotProcess:
-    """A running `python -m bot serve …`; stop() it (the fixtures do) to end the process."""
+class AuditLog:
+    """Reading a bot's audit log from the test, beside the bot (SQLite WAL allows both)."""
 
-    def __init__(
-        self,
-        process: subprocess.Popen[bytes],
-        *,
-        env: Mapping[str, str | None],
-        log_path: Path,
-        log_file: Any,
-    ) -> None:
-        self.process = process
-        self.env = dict(env)
-        self.log_path = log_path
-        self._log_file = log_file
-        self.db_path = Path(env.get("SNAPCOPY_DB") or "snapcopy.db")
-        self._store: Store | None = None
-
-    @staticmethod
-    def spawn(
-        env: Mapping[str, str | None], *, cwd: Path, serve_args: Sequence[str], log_path: Path
-    ) -> tuple[subprocess.Popen[bytes], Any]:
-        log_file = log_path.open("ab")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bot", "serve", *serve_args],
-            cwd=cwd,
-            env=subprocess_env(env),
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=log_file,
-            # Its own process group, so that kill() can take the master and worker down at once.
-            start_new_session=True,
-        )
-        return process, log_file
-
-    # --- life ------------------------------------------------------------------------------
-
-    def terminate(self, timeout: float = STOP_TIMEOUT) -> int:
-        """SIGTERM and wait, like a platform stopping a dyno; returns the exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise AssertionError(
-                f"snapcopy serve ignored SIGTERM for {timeout} s; its output:\n{self.stderr()}"
-            ) from None
-
-    def kill(self) -> int:
-        """SIGKILL the master and its worker at once: a crash, with no chance to clean up."""
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass  # It exited between poll() and here.
-        return self.process.wait(STOP_TIMEOUT)
-
-    def stop(self) -> int | None:
-        """Release everything; safe to call twice and after terminate() or kill()."""
-        try:
-            if self.process.poll() is None:
-                self.process.send_signal(signal.SIGTERM)
-                try:
-                    return self.process.wait(STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    return self.process.wait()
-            return self.process.returncode
-        finally:
-            if self._store is not None:
-                self._store.close()
-                self._store = None
-            self._log_file.close()
-
-    def _exited_early(self, what: str) -> AssertionError:
-        return AssertionError(
-            f"snapcopy serve exited with {self.process.returncode} before {what}; its output:\n"
-            + self.stderr()
-        )
-
-    # --- what it did -----------------------------------------------------------------------
-
-    def stderr(self) -> str:
-        """Everything the process wrote so far (JSON log lines, or a start-up error)."""
-        if not self._log_file.closed:
-            self._log_file.flush()
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def log_records(self) -> list[dict[str, Any]]:
-        """The JSON log lines; a line that is not JSON fails the test that asks."""
-        return [json.loads(line) for line in self.stderr().splitlines() if line.strip()]
+    db_path: Path
+    _store: Store | None = None
 
     @property
     def store(self) -> Store:
-        """The bot's audit log, opened in this process (SQLite WAL allows both)."""
         if self._store is None:
             self._store = Store(self.db_path)
         return self._store
+
+    def close_store(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
     def requests(self, *states: State) -> list[CopyRequest]:
         """Copy requests in the audit log, oldest first; only those in `states` if given."""
@@ -251,55 +182,39 @@ class BotProcess:
                     f"request #{request_id} did not reach {state} within {timeout} s (it is "
                     f"{seen}); events: {self.store.events(request_id)}"
                 )
-            time.sleep(0.05)
+            time.sleep(0.02)
 
 
-class BotServer(BotProcess):
-    """`snapcopy serve` in HTTP mode on a loopback port, and a signed-request client for it."""
+class BotServer(AuditLog):
+    """A snapcopy serving HTTP on a loopback port, and a signed-request client for it."""
 
-    def __init__(self, process: subprocess.Popen[bytes], *, port: int, **kwargs: Any) -> None:
-        super().__init__(process, **kwargs)
+    def __init__(self, *, port: int, env: Mapping[str, str | None], log_path: Path) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
+        self.env = dict(env)
+        self.log_path = log_path
+        self.db_path = Path(env.get("SNAPCOPY_DB") or "snapcopy.db")
         self.signing_secret = self.env.get("SLACK_SIGNING_SECRET") or SIGNING_SECRET
         self.http = httpx.Client(base_url=self.url, timeout=HTTP_TIMEOUT, trust_env=False)
 
-    @classmethod
-    def start(
-        cls,
-        env: Mapping[str, str | None],
-        *,
-        cwd: Path,
-        args: Sequence[str] = (),
-        port: int | None = None,
-        port_option: bool = True,
-        log_path: Path | None = None,
-        timeout: float = START_TIMEOUT,
-    ) -> BotServer:
-        """Start and wait for /healthz. With `port_option=False` the port is not passed as
-        `--port`: the process must find it in `env["PORT"]`."""
-        if port_option:
-            port = port or free_port()
-            port_args = ["--port", str(port)]
-        else:
-            port, port_args = int(env["PORT"] or 0), []
-        log_path = log_path or cwd / f"bot-{port}.log"
-        serve_args = ["--host", "127.0.0.1", *port_args, *args]
-        process, log_file = cls.spawn(env, cwd=cwd, serve_args=serve_args, log_path=log_path)
-        server = cls(process, port=port, env=env, log_path=log_path, log_file=log_file)
-        try:
-            server.wait_healthy(timeout)
-        except BaseException:
-            server.stop()
-            raise
-        return server
+    def stop(self) -> int | None:
+        raise NotImplementedError
+
+    # --- what it did -----------------------------------------------------------------------
+
+    def stderr(self) -> str:
+        """Everything the bot logged so far (JSON log lines, or a start-up error)."""
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def log_records(self) -> list[dict[str, Any]]:
+        """The JSON log lines; a line that is not JSON fails the test that asks."""
+        return [json.loads(line) for line in self.stderr().splitlines() if line.strip()]
 
     def wait_healthy(self, timeout: float = START_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
         last = "no answer"
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise self._exited_early("it was healthy")
+            self._check_alive("it was healthy")
             try:
                 answer = self.http.get("/healthz", timeout=1.0)
                 if answer.status_code == 200:
@@ -307,16 +222,14 @@ class BotServer(BotProcess):
                 last = f"{answer.status_code} {answer.text}"
             except httpx.TransportError as error:
                 last = repr(error)
-            time.sleep(0.05)
+            time.sleep(0.02)
         raise AssertionError(
             f"snapcopy serve was not healthy within {timeout} s (last: {last}); its output:\n"
             + self.stderr()
         )
 
-    def stop(self) -> int | None:
-        # Kept-alive connections would make gunicorn linger on them for a couple of seconds.
-        self.http.close()
-        return super().stop()
+    def _check_alive(self, what: str) -> None:
+        """Raise if the server is gone before `what`."""
 
     # --- talking to it ---------------------------------------------------------------------
 
@@ -373,12 +286,250 @@ class BotServer(BotProcess):
         return answer
 
 
-class SocketBot(BotProcess):
+# --- in process ----------------------------------------------------------------------------------
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # the bot's own JSON lines are the log
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def settings_from(env: Mapping[str, str | None], *, sandbox: bool) -> tuple[Settings, Policy]:
+    """What `snapcopy serve` would load from `env` (and nothing else: no `.env`, no os.environ
+    for the names given)."""
+    values = {key.lower(): value for key, value in env.items() if value is not None}
+    return load_all(socket=False, sandbox=sandbox, _env_file=None, **values)
+
+
+class InProcessServer(BotServer):
+    """The Runtime of `snapcopy serve`, built in this process and served on loopback."""
+
+    def __init__(self, runtime: Runtime, httpd: WSGIServer, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.runtime = runtime
+        self._httpd = httpd
+        self._log_handler: logging.Handler | None = None
+        self._log_file: Any = None
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def start(
+        cls,
+        env: Mapping[str, str | None],
+        *,
+        cwd: Path,
+        args: Sequence[str] = (),
+        log_path: Path | None = None,
+        timeout: float = START_TIMEOUT,
+        **unused: Any,
+    ) -> InProcessServer:
+        unknown = [arg for arg in args if arg != "--sandbox"]
+        if unknown or unused:
+            raise TypeError(f"in-process servers take only --sandbox; use start_process: {unknown}")
+        sandbox = "--sandbox" in args
+        settings, policy = settings_from(env, sandbox=sandbox)
+        log_path = log_path or cwd / f"bot-inprocess-{time.monotonic_ns()}.log"
+        log_file = log_path.open("a", encoding="utf-8")
+        handler = configure_logging(
+            settings.snapcopy_log_level, secrets=settings.secret_values(), stream=log_file
+        )
+        runtime = build_runtime(settings, policy, socket=False, sandbox=sandbox)
+        httpd = make_server(
+            "127.0.0.1",
+            0,
+            make_wsgi_app(runtime),
+            server_class=_ThreadingServer,
+            handler_class=_QuietHandler,
+        )
+        server = cls(runtime, httpd, port=httpd.server_port, env=env, log_path=log_path)
+        server._log_handler, server._log_file = handler, log_file
+        runtime.start_background()
+        server._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        server._thread.start()
+        try:
+            server.wait_healthy(timeout)
+        except BaseException:
+            server.stop()
+            raise
+        return server
+
+    def stop(self) -> int | None:
+        """Stop serving and close the Runtime as the gunicorn worker does; safe to call twice."""
+        if self._thread is None:
+            return 0
+        self.http.close()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(STOP_TIMEOUT)
+        self._thread = None
+        self.runtime.close()
+        self.close_store()
+        if self._log_handler is not None:
+            logging.getLogger().removeHandler(self._log_handler)
+            self._log_handler = None
+        self._log_file.close()
+        return 0
+
+    def stderr(self) -> str:
+        if self._log_file is not None and not self._log_file.closed:
+            self._log_file.flush()
+        return super().stderr()
+
+
+# --- as processes --------------------------------------------------------------------------------
+
+
+class BotProcess:
+    """A running `python -m bot serve …`; stop() it (the fixtures do) to end the process."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    _log_file: Any
+
+    @staticmethod
+    def spawn(
+        env: Mapping[str, str | None], *, cwd: Path, serve_args: Sequence[str], log_path: Path
+    ) -> tuple[subprocess.Popen[bytes], Any]:
+        log_file = log_path.open("ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bot", "serve", *serve_args],
+            cwd=cwd,
+            env=subprocess_env(env),
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
+            # Its own process group, so that kill() can take the master and worker down at once.
+            start_new_session=True,
+        )
+        return process, log_file
+
+    def terminate(self, timeout: float = STOP_TIMEOUT) -> int:
+        """SIGTERM and wait, like a platform stopping a dyno; returns the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(
+                f"snapcopy serve ignored SIGTERM for {timeout} s; its output:\n{self.stderr()}"
+            ) from None
+
+    def kill(self) -> int:
+        """SIGKILL the master and its worker at once: a crash, with no chance to clean up."""
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # It exited between poll() and here.
+        return self.process.wait(STOP_TIMEOUT)
+
+    def stop_process(self) -> int | None:
+        """Release everything; safe to call twice and after terminate() or kill()."""
+        try:
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGTERM)
+                try:
+                    return self.process.wait(STOP_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    return self.process.wait()
+            return self.process.returncode
+        finally:
+            self._log_file.close()
+
+    def stderr(self) -> str:
+        """Everything the process wrote so far (JSON log lines, or a start-up error)."""
+        if not self._log_file.closed:
+            self._log_file.flush()
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def _exited_early(self, what: str) -> AssertionError:
+        return AssertionError(
+            f"snapcopy serve exited with {self.process.returncode} before {what}; its output:\n"
+            + self.stderr()
+        )
+
+
+class ProcessServer(BotProcess, BotServer):
+    """`snapcopy serve` in HTTP mode as a real process (gunicorn) on a loopback port."""
+
+    def __init__(self, process: subprocess.Popen[bytes], *, log_file: Any, **kwargs: Any) -> None:
+        BotServer.__init__(self, **kwargs)
+        self.process = process
+        self._log_file = log_file
+
+    @classmethod
+    def start(
+        cls,
+        env: Mapping[str, str | None],
+        *,
+        cwd: Path,
+        args: Sequence[str] = (),
+        port: int | None = None,
+        port_option: bool = True,
+        log_path: Path | None = None,
+        timeout: float = START_TIMEOUT,
+    ) -> ProcessServer:
+        """Start and wait for /healthz. With `port_option=False` the port is not passed as
+        `--port`: the process must find it in `env["PORT"]`."""
+        if port_option:
+            port = port or free_port()
+            port_args = ["--port", str(port)]
+        else:
+            port, port_args = int(env["PORT"] or 0), []
+        log_path = log_path or cwd / f"bot-{port}.log"
+        serve_args = ["--host", "127.0.0.1", *port_args, *args]
+        process, log_file = cls.spawn(env, cwd=cwd, serve_args=serve_args, log_path=log_path)
+        server = cls(process, port=port, env=env, log_path=log_path, log_file=log_file)
+        try:
+            server.wait_healthy(timeout)
+        except BaseException:
+            server.stop()
+            raise
+        return server
+
+    def _check_alive(self, what: str) -> None:
+        if self.process.poll() is not None:
+            raise self._exited_early(what)
+
+    def stop(self) -> int | None:
+        # Kept-alive connections would make gunicorn linger on them for a couple of seconds.
+        self.http.close()
+        try:
+            return self.stop_process()
+        finally:
+            self.close_store()
+
+
+class SocketBot(BotProcess, AuditLog):
     """`snapcopy serve --socket`, connected to the Slack stand-in's Socket Mode endpoint.
 
     Drive it with `slack.socket_send(slackreq.socket_envelope(...))` and read the
     acknowledgements with `slack.wait_for("socket_mode.ack", ...)`.
     """
+
+    def __init__(
+        self,
+        process: subprocess.Popen[bytes],
+        *,
+        env: Mapping[str, str | None],
+        log_path: Path,
+        log_file: Any,
+    ) -> None:
+        self.process = process
+        self.env = dict(env)
+        self.log_path = log_path
+        self._log_file = log_file
+        self.db_path = Path(env.get("SNAPCOPY_DB") or "snapcopy.db")
 
     @classmethod
     def start(
@@ -404,8 +555,14 @@ class SocketBot(BotProcess):
                         f"snapcopy serve --socket did not connect within {timeout} s; its "
                         f"output:\n{bot.stderr()}"
                     )
-                time.sleep(0.05)
+                time.sleep(0.02)
         except BaseException:
             bot.stop()
             raise
         return bot
+
+    def stop(self) -> int | None:
+        try:
+            return self.stop_process()
+        finally:
+            self.close_store()

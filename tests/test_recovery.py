@@ -6,12 +6,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from bot.domain import State
 from bot.dws.standin import Fault
 from bot.slack.ids import Action
 from tests.flow import ask_for_copy, automated, click, wait_for_reply, wait_state
 from tests.harness import APPROVER, REQUESTER
 from tests.slack_standin import SlackStandIn
+
+pytestmark = pytest.mark.process
 
 HANG = 60.0  # longer than any test: the stand-in holds the answer until the bot is gone
 
@@ -33,9 +37,9 @@ def kinds(server: Any, request_id: int) -> list[str]:
 
 
 def test_killed_before_the_copy_call_copies_once_after_restart(
-    start_server: Any, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
+    start_process: Any, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
 ) -> None:
-    server = start_server()
+    server = start_process()
     request = ask_for_copy(server, slack, REQUESTER, automated(dws_snapshots).id, "kill-before")
     # The name check that comes right before linked-copy hangs: the bot dies inside it.
     dws.inject(Fault("delay", method="GET", path="snapshots", seconds=HANG))
@@ -48,7 +52,7 @@ def test_killed_before_the_copy_call_copies_once_after_restart(
     server.kill()
     assert dws.copy_calls == 0
 
-    restarted = start_server()
+    restarted = start_process()
     done = wait_state(restarted, request, State.SUCCEEDED, timeout=20)
     assert dws.copy_calls == 1
     assert [s.id for s in copies_named(dws, "kill-before")] == [done.new_snapshot_id]
@@ -56,9 +60,9 @@ def test_killed_before_the_copy_call_copies_once_after_restart(
 
 
 def test_killed_after_the_call_but_before_the_database_write_adopts_the_copy(
-    start_server: Any, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
+    start_process: Any, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
 ) -> None:
-    server = start_server()
+    server = start_process()
     request = ask_for_copy(server, slack, REQUESTER, automated(dws_snapshots).id, "kill-after")
     # DWS stores the copy, then holds the answer: the bot dies before it learns the new id.
     dws.inject(Fault("delay", method="POST", path="linked-copy", seconds=HANG))
@@ -67,7 +71,7 @@ def test_killed_after_the_call_but_before_the_database_write_adopts_the_copy(
     server.kill()
     assert server.store.require(request.id).new_snapshot_id is None
 
-    restarted = start_server()
+    restarted = start_process()
     done = wait_state(restarted, request, State.SUCCEEDED, timeout=20)
     assert dws.copy_calls == 1, "the copy was made again instead of being adopted"
     assert [s.id for s in copies_named(dws, "kill-after")] == [done.new_snapshot_id]
@@ -77,9 +81,9 @@ def test_killed_after_the_call_but_before_the_database_write_adopts_the_copy(
 
 
 def test_killed_while_following_status_resumes_following(
-    start_server: Any, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
+    start_process: Any, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
 ) -> None:
-    server = start_server()
+    server = start_process()
     request = ask_for_copy(server, slack, REQUESTER, automated(dws_snapshots).id, "kill-follow")
     dws.copy_delay = HANG  # the copy stays CREATING while the bot follows it
     click(server, APPROVER, Action.APPROVE, request)
@@ -87,7 +91,7 @@ def test_killed_while_following_status_resumes_following(
     server.kill()
     dws.copy_delay = 0.0  # DWS finishes the copy while snapcopy is down
 
-    restarted = start_server()
+    restarted = start_process()
     done = wait_state(restarted, request, State.SUCCEEDED, timeout=20)
     assert dws.copy_calls == 1
     assert done.snapshot_status == "AVAILABLE"
@@ -95,23 +99,23 @@ def test_killed_while_following_status_resumes_following(
 
 
 def test_pending_requests_survive_a_restart_and_their_buttons_keep_working(
-    start_server: Any, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
+    start_process: Any, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
 ) -> None:
-    server = start_server()
+    server = start_process()
     request = ask_for_copy(server, slack, REQUESTER, automated(dws_snapshots).id, "survivor")
     server.kill()
-    restarted = start_server()
+    restarted = start_process()
     click(restarted, APPROVER, Action.APPROVE, request)
     wait_state(restarted, request, State.SUCCEEDED)
     assert dws.copy_calls == 1
 
 
 def test_a_request_whose_message_could_not_be_posted_is_posted_later(
-    start_server: Any, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
+    start_process: Any, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
 ) -> None:
     from tests.flow import modal_values, request_named, submit_modal
 
-    server = start_server()
+    server = start_process()
     slack.fail_next("chat.postMessage", error="not_in_channel")
     answer = submit_modal(server, REQUESTER, modal_values(automated(dws_snapshots).id, "unposted"))
     assert answer.status_code == 200 and answer.text == ""
@@ -122,7 +126,7 @@ def test_a_request_whose_message_could_not_be_posted_is_posted_later(
     assert server.store.require(request.id).message_ts is None
     server.kill()
 
-    restarted = start_server()  # reconciling posts it
+    restarted = start_process()  # reconciling posts it
     until(lambda: restarted.store.require(request.id).message_ts is not None, what="the post")
     click(restarted, APPROVER, Action.APPROVE, restarted.store.require(request.id))
     wait_state(restarted, request, State.SUCCEEDED)

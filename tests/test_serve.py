@@ -1,4 +1,6 @@
-"""`snapcopy serve` in HTTP mode, as a real process on a loopback port."""
+"""`snapcopy serve` in HTTP mode: the routes and Slack's signature checks (served from the test
+process), and what is about the process itself: SIGTERM, the log stream, PORT, the sandbox,
+Socket Mode (real processes)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,15 @@ import bot
 from bot.app import build_runtime
 from tests import slackreq
 from tests.conftest import StartServer, StartSocketBot
-from tests.harness import APP_TOKEN, OUTSIDER, SECRETS, BotServer, free_port, subprocess_env
+from tests.harness import (
+    APP_TOKEN,
+    OUTSIDER,
+    SECRETS,
+    BotServer,
+    ProcessServer,
+    free_port,
+    subprocess_env,
+)
 from tests.slack_standin import SlackStandIn
 
 
@@ -164,7 +174,15 @@ def test_a_bad_body_without_a_valid_signature_is_a_401(http_server: BotServer, b
     assert [unsigned.status_code, forged.status_code, stale.status_code] == [401, 401, 401]
 
 
-def test_sigterm_stops_the_server_within_seconds(http_server: BotServer) -> None:
+@pytest.fixture
+def served_process(start_process: StartServer, slack_only_env: dict[str, str]) -> BotServer:
+    """The real `snapcopy serve` process, without a live DWS."""
+    return start_process(slack_only_env)
+
+
+@pytest.mark.process
+def test_sigterm_stops_the_server_within_seconds(served_process: ProcessServer) -> None:
+    http_server = served_process
     started = time.monotonic()
 
     status = http_server.terminate(timeout=10)
@@ -173,7 +191,9 @@ def test_sigterm_stops_the_server_within_seconds(http_server: BotServer) -> None
     assert time.monotonic() - started < 5
 
 
-def test_logs_are_json_lines_without_secrets(http_server: BotServer) -> None:
+@pytest.mark.process
+def test_logs_are_json_lines_without_secrets(served_process: BotServer) -> None:
+    http_server = served_process
     http_server.send(slackreq.url_verification("x"), sign=False)
     http_server.send(slackreq.url_verification("y"))
     http_server.stop()
@@ -188,12 +208,13 @@ def test_logs_are_json_lines_without_secrets(http_server: BotServer) -> None:
     assert any("Listening at" in record["message"] for record in records)
 
 
+@pytest.mark.process
 def test_port_comes_from_the_port_variable(
-    start_server: StartServer, slack_only_env: dict[str, str]
+    start_process: StartServer, slack_only_env: dict[str, str]
 ) -> None:
     port = free_port()
 
-    served = start_server(slack_only_env | {"PORT": str(port)}, port_option=False)
+    served = start_process(slack_only_env | {"PORT": str(port)}, port_option=False)
 
     assert served.url.endswith(f":{port}")
     assert served.health()["ok"] is True
@@ -203,13 +224,14 @@ def test_port_comes_from_the_port_variable(
     "sandbox" not in inspect.signature(build_runtime).parameters,
     reason="build_runtime does not support the sandbox yet",
 )
+@pytest.mark.process
 def test_sandbox_needs_no_cloud_keys_and_says_so(
-    start_server: StartServer, slack_only_env: dict[str, str]
+    start_process: StartServer, slack_only_env: dict[str, str]
 ) -> None:
     cloud = ("HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK", "HUAWEICLOUD_SDK_PROJECT_ID")
     env = {k: v for k, v in slack_only_env.items() if k not in (*cloud, "DWS_ENDPOINT")}
 
-    sandbox = start_server(env, args=("--sandbox",))
+    sandbox = start_process(env, args=("--sandbox",))
 
     assert sandbox.health()["sandbox"] is True
     assert json.loads(sandbox.get("/healthz").text)["ok"] is True
@@ -218,6 +240,7 @@ def test_sandbox_needs_no_cloud_keys_and_says_so(
 # --- Socket Mode ---------------------------------------------------------------------------------
 
 
+@pytest.mark.process
 def test_socket_mode_connects_with_the_app_token_and_acknowledges_a_command(
     start_socket_bot: StartSocketBot, slack: SlackStandIn, slack_only_env: dict[str, str]
 ) -> None:
@@ -232,6 +255,7 @@ def test_socket_mode_connects_with_the_app_token_and_acknowledges_a_command(
     assert ack["envelope_id"] == envelope["envelope_id"]
 
 
+@pytest.mark.process
 def test_socket_mode_stops_on_sigterm(
     start_socket_bot: StartSocketBot, slack: SlackStandIn, slack_only_env: dict[str, str]
 ) -> None:
@@ -249,6 +273,7 @@ def test_socket_mode_stops_on_sigterm(
     assert "Traceback" not in bot.stderr()
 
 
+@pytest.mark.process
 def test_socket_mode_refused_by_slack_exits_with_a_clear_message(
     slack: SlackStandIn, slack_only_env: dict[str, str], tmp_path: Path
 ) -> None:
