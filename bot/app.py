@@ -16,29 +16,36 @@ from typing import Any
 import httpx
 from slack_bolt import App
 from slack_sdk import WebClient
-from slack_sdk.http_retry.builtin_handlers import (
-    ConnectionErrorRetryHandler,
-    RateLimitErrorRetryHandler,
-)
+from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
 
 from bot.catalog import SnapshotCatalog
 from bot.config import Policy, Settings
-from bot.copier import Stopping
+from bot.copier import DWS, Copier
 from bot.copies import CopyService
-from bot.dws.client import DwsClient, build_http_client, endpoint_for
+from bot.dws.client import DwsClient, RetryPolicy, build_http_client, endpoint_for
 from bot.dws.signer import AkSkAuth
+from bot.notifier import SLACK
 from bot.roles import RoleResolver
 from bot.slack import actions, commands, errors, events, home, modals, options, shortcuts
 from bot.slack.deferred import AfterAck
-from bot.slack.notify import SlackNotifier
+from bot.slack.outbox import SlackOutbox
 from bot.slack.sandbox import SandboxWebClient
 from bot.slack.services import Services
 from bot.store import Store
+from bot.work.workers import Workers, holder_name, release_dead_holders
 
 log = logging.getLogger(__name__)
 
 EXPIRY_SWEEP_SECONDS = 30.0
+# A request whose message Slack refused is tried in its channel again this often.
+REANNOUNCE_SECONDS = 300.0
+# How long shutdown waits for DWS and Slack calls in flight before giving their work back.
+STOP_WORK_SECONDS = 3.0
 SANDBOX_PROJECT_ID = "0sandbox0000000000000000000000000"
+
+
+class Stopping(Exception):
+    """The process is shutting down; a wait for DWS ends early."""
 
 
 @dataclass
@@ -50,30 +57,40 @@ class Runtime:
     settings: Settings
     policy: Policy
     services: Services
+    workers: tuple[Workers, ...] = ()
     sandbox: bool = False
     stop: threading.Event = field(default_factory=threading.Event)
     _closers: list[Callable[[], None]] = field(default_factory=list)
+    _sweeper: threading.Thread | None = None
 
     def start_background(self) -> None:
-        """Work that outlives a request: reconciling after a crash, expiring old requests."""
-        threading.Thread(target=self._background, name="snapcopy-background", daemon=True).start()
-
-    def _background(self) -> None:
+        """Work that outlives a request: what a crash left (leases of dead processes, requests
+        nobody works on), the DWS and Slack workers, and the sweep that expires requests."""
         copies = self.services.copies
-        try:
-            resumed = copies.reconcile()
-            if resumed:
-                log.info("resumed unfinished copies", extra={"request_ids": resumed})
-        except Exception:
-            log.exception("reconciling unfinished requests failed")
-        while not self.stop.is_set():
+        released = release_dead_holders(self.store)
+        resumed = copies.resume_unowned()
+        reposted = copies.announce_unposted(older_than_seconds=0)
+        if released or resumed or reposted:
+            log.info(
+                "picked up unfinished work",
+                extra={"leases": released, "resumed": resumed, "reposted": reposted},
+            )
+        for workers in self.workers:
+            workers.start()
+        self._sweeper = threading.Thread(
+            target=self._sweep, name="snapcopy-sweeper", daemon=True
+        )
+        self._sweeper.start()
+
+    def _sweep(self) -> None:
+        copies = self.services.copies
+        while not self.stop.wait(self._sweep_seconds()):
             try:
                 copies.expire_due()
-                # Older than a few seconds: younger ones are still being posted by a listener.
-                copies.announce_unposted(older_than_seconds=10)
+                copies.announce_unposted(older_than_seconds=REANNOUNCE_SECONDS)
+                release_dead_holders(self.store)
             except Exception:
                 log.exception("background sweep failed")
-            self.stop.wait(self._sweep_seconds())
 
     def _sweep_seconds(self) -> float:
         # Short policies (tests, drills) get a sweep well inside their expiry time.
@@ -81,8 +98,14 @@ class Runtime:
         return max(0.2, min(EXPIRY_SWEEP_SECONDS, expiry / 4))
 
     def close(self) -> None:
-        """Stop background work; safe to call twice."""
+        """Stop claiming work, let calls in flight end, give the rest back; safe to call twice."""
         self.stop.set()
+        for workers in self.workers:
+            workers.stop(STOP_WORK_SECONDS)
+        self.workers = ()
+        if self._sweeper is not None:
+            self._sweeper.join(STOP_WORK_SECONDS)
+            self._sweeper = None
         self.services.copies.close()
         while self._closers:
             self._closers.pop()()
@@ -104,10 +127,9 @@ def build_runtime(
         token=_secret(settings.slack_bot_token),
         base_url=_with_slash(settings.slack_api_url),
         timeout=10,
-        retry_handlers=[
-            ConnectionErrorRetryHandler(max_retry_count=2),
-            RateLimitErrorRetryHandler(max_retry_count=2),
-        ],
+        # No rate-limit retries here: a listener never sleeps on Slack, and the outbox honours
+        # Retry-After by putting the message back in its queue.
+        retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=1)],
     )
     bolt = App(
         client=client,
@@ -120,19 +142,34 @@ def build_runtime(
         token_verification_enabled=False,
         ignoring_self_events_enabled=True,
     )
-    dws = _dws_client(settings, stop, sandbox=sandbox, transport=dws_transport, closers=closers)
+    dws, jobs_dws = _dws_clients(
+        settings, stop, sandbox=sandbox, transport=dws_transport, closers=closers
+    )
     roles = RoleResolver(policy, lambda group: _group_members(client, group))
-    notifier = SlackNotifier(client, store, sandbox=sandbox)
-    copies = CopyService(
+    holder = holder_name()
+    copier = Copier(
         store,
-        dws,
-        policy,
-        roles,
-        notifier,
+        jobs_dws,
         poll_seconds=settings.snapcopy_poll_seconds,
         follow_seconds=settings.snapcopy_follow_minutes * 60,
-        stop=stop,
     )
+    outbox = SlackOutbox(
+        client,
+        store,
+        roles,
+        sandbox=sandbox,
+        give_up_after=settings.snapcopy_slack_give_up_hours * 3600,
+    )
+    workers = (
+        Workers(store, DWS, copier, holder),
+        Workers(store, SLACK, outbox, holder, hold_off=outbox.hold_off),
+    )
+
+    def wake() -> None:
+        for each in workers:
+            each.wake()
+
+    copies = CopyService(store, dws, policy, roles, wake=wake)
     catalog = SnapshotCatalog(dws)
     after_ack = AfterAck()
     closers += [catalog.close, after_ack.close]
@@ -153,20 +190,23 @@ def build_runtime(
         settings=settings,
         policy=policy,
         services=services,
+        workers=workers,
         sandbox=sandbox,
         stop=stop,
         _closers=closers,
     )
 
 
-def _dws_client(
+def _dws_clients(
     settings: Settings,
     stop: threading.Event,
     *,
     sandbox: bool,
     transport: httpx.BaseTransport | None,
     closers: list[Callable[[], None]],
-) -> DwsClient:
+) -> tuple[DwsClient, DwsClient]:
+    """Two clients over one signing httpx.Client: one that retries briefly for the picker and
+    the modal's checks, and one that tries once, for the jobs, whose retries are durable."""
     if sandbox:
         # Imported here: the stand-in is only loaded by people who ask for the sandbox.
         from bot.dws.standin import DwsStandIn
@@ -197,11 +237,14 @@ def _dws_client(
     closers.append(http.close)
 
     def sleep(seconds: float) -> None:
-        # Waits between polls end at once on shutdown; a restart resumes the copy.
+        # Waits between retries end at once on shutdown.
         if stop.wait(seconds):
             raise Stopping
 
-    return DwsClient(http, project_id, sleep=sleep)
+    return (
+        DwsClient(http, project_id, sleep=sleep),
+        DwsClient(http, project_id, retry=RetryPolicy(attempts=1)),
+    )
 
 
 def _group_members(client: WebClient, group_id: str) -> frozenset[str]:

@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     snapcopy_follow_minutes: PositiveFloat = Field(
         180.0, description="How long to follow a copy before giving up on it."
     )
+    snapcopy_slack_give_up_hours: PositiveFloat = Field(
+        24.0, description="How long a Slack message is retried before it is dropped (audited)."
+    )
     snapcopy_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level."
     )

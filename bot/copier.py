@@ -1,143 +1,157 @@
-"""Copying an approved request and following the copy until DWS says it is done.
+"""The DWS jobs: copying an approved request, and following the copy until DWS says it is done.
 
-A request reaches DWS only by winning the `approved → copying` transition, and the name is
-checked free just before the first call (a snapshot with that name then is not ours). After a
-crash, a request found in `copying` is looked up by name before anything is sent again: the
-backup name is the idempotency key that linked-copy itself lacks.
+Each job is a row of the `dws` queue (bot/work/), run by whichever worker claims it, in any
+process; one call to DWS per run, never a sleep. What a run does depends only on the request's
+row, so running a job again after a crash is always safe:
+
+- `copy`, request `approved`: the name must be free (a snapshot with that name now is not ours);
+  then `approved → copying`, then linked-copy.
+- `copy`, request `copying` without a new id: a call may or may not have reached DWS, so the
+  name is looked up first and the copy adopted if it is there; otherwise linked-copy again.
+  The backup name is the idempotency key that linked-copy itself lacks.
+- `follow`: one status read per run, due again every `poll_seconds` until AVAILABLE or
+  UNAVAILABLE. A new id DWS no longer knows is looked up by name.
+
+Transient trouble puts the job back with backoff (bot/work/retry.py) and tells the thread once
+per problem; only a definite refusal fails the request.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 
 from bot.domain import CopyRequest, State
 from bot.dws.client import DwsClient
-from bot.dws.errors import DwsError, SnapshotFailed, WaitTimedOut
+from bot.dws.errors import DwsError
+from bot.dws.models import SnapshotStatus
 from bot.dws.validation import InvalidInput
-from bot.notifier import News, Notifier
-from bot.store import Store
+from bot.notifier import News, tell
+from bot.store import Claimed, Store, Work, age_seconds, now_iso
+from bot.work.retry import (
+    DWS_BACKOFF,
+    Backoff,
+    Verdict,
+    dws_copy_verdict,
+    dws_problem,
+    dws_read_verdict,
+)
+from bot.work.workers import Done, Result, Retry
 
 log = logging.getLogger(__name__)
 
+DWS = "dws"
+COPY = "copy"
+FOLLOW = "follow"
+# DWS's answers for a snapshot id it does not know (or will not show).
+_MISSING_CODES = frozenset({"DWS.5149", "DWS.0015"})
 
-class Stopping(Exception):
-    """The process is shutting down; unfinished copies are picked up again at start-up."""
+
+def copy_job() -> Work:
+    return Work(DWS, COPY)
+
+
+def follow_job(delay: float = 0.0) -> Work:
+    return Work(DWS, FOLLOW, {"since": now_iso()}, delay=delay)
 
 
 class Copier:
-    """Runs each approved request's copy on its own thread, at most once per process."""
+    """The handler of the `dws` queue."""
 
     def __init__(
         self,
         store: Store,
         dws: DwsClient,
-        notifier: Notifier,
         *,
         poll_seconds: float,
         follow_seconds: float,
-        stop: threading.Event,
+        backoff: Backoff = DWS_BACKOFF,
     ) -> None:
         self.store = store
         self.dws = dws
-        self.notifier = notifier
         self.poll_seconds = poll_seconds
         self.follow_seconds = follow_seconds
-        self.stop = stop
-        self._running: set[int] = set()
-        self._running_lock = threading.Lock()
+        self.backoff = backoff
 
-    def start(self, request_id: int) -> bool:
-        """Run the copy on its own thread; False if this process is already running it."""
-        with self._running_lock:
-            if request_id in self._running:
-                return False
-            self._running.add(request_id)
-        thread = threading.Thread(
-            target=self._run_and_release,
-            args=(request_id,),
-            name=f"copy-{request_id}",
-            daemon=True,  # a crash mid-copy is recovered by reconcile(), not by joining
-        )
-        thread.start()
-        return True
+    def __call__(self, job: Claimed) -> Result:
+        request = self.store.require(job.request_id)
+        if job.kind == COPY:
+            return self._copy(job, request)
+        if job.kind == FOLLOW:
+            return self._follow(job, request)
+        log.error("unknown DWS job", extra={"work_id": job.id, "kind": job.kind})
+        return Done("unknown kind")
 
-    def _run_and_release(self, request_id: int) -> None:
-        try:
-            self.run_copy(request_id)
-        except Stopping:
-            log.info("copy paused for shutdown", extra={"request_id": request_id})
-        except Exception:
-            log.exception("copy crashed", extra={"request_id": request_id})
-            self._fail(self._get(request_id), "snapcopy hit an internal error while copying.")
-        finally:
-            with self._running_lock:
-                self._running.discard(request_id)
+    # --- copy ------------------------------------------------------------------------------
 
-    def run_copy(self, request_id: int) -> CopyRequest:
-        """Copy (or adopt the copy of) an approved request, then follow it to the end."""
-        request = self._get(request_id)
+    def _copy(self, job: Claimed, request: CopyRequest) -> Result:
         if request.state == State.APPROVED:
-            request = self._first_copy(request)
-        elif request.state == State.COPYING and not request.new_snapshot_id:
-            request = self._resume_copy(request)
-        if request.state == State.COPYING and request.new_snapshot_id:
-            request = self._follow(request)
-        return request
+            return self._first_copy(job, request)
+        if request.state != State.COPYING:
+            return Done(f"nothing to do: {request.state}")
+        if request.new_snapshot_id:
+            return Done("copied", then=(follow_job(),))
+        return self._resume(job, request)
 
-    def _first_copy(self, request: CopyRequest) -> CopyRequest:
+    def _first_copy(self, job: Claimed, request: CopyRequest) -> Result:
         try:
-            # Checked just before the first call: a snapshot with this name now is not ours.
-            if self.dws.find_snapshot_by_name(request.backup_name) is not None:
-                return self._fail(
-                    request,
-                    f"A snapshot named {request.backup_name} already exists in DWS, so "
-                    "nothing was copied; ask again with another name.",
-                )
+            taken = self.dws.find_snapshot_by_name(request.backup_name)
         except DwsError as error:
-            return self._fail(request, error)
+            return self._read_failed(job, request, error)
+        if taken is not None:
+            return self._fail(
+                request,
+                f"A snapshot named {request.backup_name} already exists in DWS, so nothing was "
+                "copied; ask again with another name.",
+            )
         copying = self.store.transition(
             request.id,
             allowed_from=[State.APPROVED],
             to=State.COPYING,
             event="copy_started",
             actor=None,
+            work=tell(News.COPY_STARTED),
         )
-        if copying is None:  # somebody else's thread or process won the transition
-            return self._get(request.id)
-        self.notifier.tell(copying, News.COPY_STARTED)
-        return self._call_copy(copying)
+        if copying is None:
+            return Done("decided elsewhere")
+        return self._call(job, copying)
 
-    def _resume_copy(self, request: CopyRequest) -> CopyRequest:
-        """After a crash in `copying`: the call may or may not have reached DWS."""
+    def _resume(self, job: Claimed, request: CopyRequest) -> Result:
+        """The copy may have been made by an earlier run whose answer never arrived."""
         try:
             existing = self.dws.find_snapshot_by_name(request.backup_name)
         except DwsError as error:
-            return self._fail(request, error)
+            return self._read_failed(job, request, error)
         if existing is None:
             self.store.record_event(request.id, "copy_resumed", None, {"found": False})
-            return self._call_copy(request)
+            return self._call(job, request)
         self.store.record_event(
             request.id, "copy_resumed", None, {"found": True, "snapshot_id": existing.id}
         )
         return self._copied(request, existing.id, dws_request_id=None, adopted=True)
 
-    def _call_copy(self, request: CopyRequest) -> CopyRequest:
+    def _call(self, job: Claimed, request: CopyRequest) -> Result:
         try:
-            copied = self.dws.copy_snapshot(
+            copied = self.dws.copy_once(
                 request.source_snapshot_id, request.backup_name, request.description
             )
-        except (DwsError, InvalidInput) as error:
+        except InvalidInput as error:
             return self._fail(request, error)
+        except DwsError as error:
+            self.store.add_dws_request_id(request.id, error.request_id)
+            verdict = dws_copy_verdict(error)
+            if verdict == Verdict.FINAL:
+                return self._fail(request, error)
+            # Transient or ambiguous: the next run looks the name up before calling again.
+            return self._again(job, request, error)
         return self._copied(
-            request, copied.snapshot_id, dws_request_id=copied.request_id, adopted=copied.adopted
+            request, copied.snapshot_id, dws_request_id=copied.request_id, adopted=False
         )
 
     def _copied(
         self, request: CopyRequest, snapshot_id: str, *, dws_request_id: str | None, adopted: bool
-    ) -> CopyRequest:
+    ) -> Result:
         self.store.add_dws_request_id(request.id, dws_request_id)
-        copied = self.store.update(
+        self.store.update(
             request.id,
             new_snapshot_id=snapshot_id,
             snapshot_status="CREATING",
@@ -147,59 +161,118 @@ class Copier:
                 "dws_request_id": dws_request_id,
                 "adopted": adopted,
             },
+            work=tell(News.COPIED),
         )
-        self.notifier.tell(copied, News.COPIED)
-        return copied
+        return Done("copied", then=(follow_job(delay=self.poll_seconds),))
 
-    def _follow(self, request: CopyRequest) -> CopyRequest:
-        assert request.new_snapshot_id is not None
-        seen = {"status": request.snapshot_status}
+    # --- follow ----------------------------------------------------------------------------
 
-        def on_status(status: str) -> None:
-            if self.stop.is_set():
-                raise Stopping
-            if status == seen["status"]:
-                return
-            seen["status"] = status
-            updated = self.store.update(
-                request.id, snapshot_status=status, event="status", details={"status": status}
-            )
-            self.notifier.tell(updated, News.STATUS)
-
+    def _follow(self, job: Claimed, request: CopyRequest) -> Result:
+        if request.state != State.COPYING or not request.new_snapshot_id:
+            return Done(f"nothing to follow: {request.state}")
+        if self._followed_too_long(job):
+            return self._stop_following(request, "the follow time ran out")
         try:
-            final = self.dws.wait_until_available(
-                request.new_snapshot_id,
-                poll_seconds=self.poll_seconds,
-                timeout=self.follow_seconds,
-                on_status=lambda snapshot: on_status(snapshot.status),
+            snapshot = self.dws.get_snapshot(request.new_snapshot_id)
+        except DwsError as error:
+            if error.status == 404 or error.error_code in _MISSING_CODES:
+                return self._find_missing(job, request, error)
+            if dws_read_verdict(error) == Verdict.FINAL:
+                return self._stop_following(request, str(error))
+            return self._again(job, request, error, longest=max(60.0, self.poll_seconds))
+        if snapshot.status == SnapshotStatus.AVAILABLE:
+            done = self.store.transition(
+                request.id,
+                allowed_from=[State.COPYING],
+                to=State.SUCCEEDED,
+                event="available",
+                actor=None,
+                snapshot_status=snapshot.status,
+                work=tell(News.SUCCEEDED),
             )
-        except SnapshotFailed as error:
-            return self._fail(request, error, snapshot_status="UNAVAILABLE")
-        except (WaitTimedOut, DwsError) as error:
-            # The copy exists; only our view of it stopped. Say so; a restart resumes following.
-            self.store.record_event(request.id, "follow_stopped", None, {"reason": str(error)})
-            stopped = self._get(request.id)
-            self.notifier.tell(stopped, News.FOLLOW_STOPPED)
-            return stopped
-        done = self.store.transition(
+            return Done("available" if done else "decided elsewhere")
+        if snapshot.status == SnapshotStatus.UNAVAILABLE:
+            return self._fail(
+                request,
+                f"The snapshot {snapshot.id} failed: DWS reports it {snapshot.status}.",
+                snapshot_status=snapshot.status,
+            )
+        if snapshot.status != request.snapshot_status:
+            self.store.update(
+                request.id,
+                snapshot_status=snapshot.status,
+                event="status",
+                details={"status": snapshot.status},
+                work=tell(News.STATUS),
+            )
+        return Retry(after=self.poll_seconds, fresh=True)
+
+    def _find_missing(self, job: Claimed, request: CopyRequest, error: DwsError) -> Result:
+        """DWS does not know the new id (it answered, or was adopted, wrongly): by name, then."""
+        try:
+            found = self.dws.find_snapshot_by_name(request.backup_name)
+        except DwsError as lookup_error:
+            return self._again(job, request, lookup_error)
+        if found is None or found.id == request.new_snapshot_id:
+            return self._again(job, request, error)
+        self.store.update(
             request.id,
-            allowed_from=[State.COPYING],
-            to=State.SUCCEEDED,
-            event="available",
-            actor=None,
-            snapshot_status=final.status,
+            new_snapshot_id=found.id,
+            event="adopted",
+            details={"snapshot_id": found.id, "instead_of": request.new_snapshot_id},
         )
-        if done is None:
-            return self._get(request.id)
-        self.notifier.tell(done, News.SUCCEEDED)
-        return done
+        return Retry(after=0.0, fresh=True)
+
+    def _followed_too_long(self, job: Claimed) -> bool:
+        return age_seconds(job.payload.get("since") or job.created_at) > self.follow_seconds
+
+    def _stop_following(self, request: CopyRequest, reason: str) -> Result:
+        """The copy exists; only our view of it stops. `/snapcopy status` or a restart resumes."""
+        self.store.record_event(
+            request.id, "follow_stopped", None, {"reason": reason}, work=tell(News.FOLLOW_STOPPED)
+        )
+        return Done("follow stopped")
+
+    # --- trouble ---------------------------------------------------------------------------
+
+    def _read_failed(self, job: Claimed, request: CopyRequest, error: DwsError) -> Result:
+        if dws_read_verdict(error) == Verdict.FINAL:
+            return self._fail(request, error)
+        return self._again(job, request, error)
+
+    def _again(
+        self,
+        job: Claimed,
+        request: CopyRequest,
+        error: DwsError,
+        *,
+        longest: float | None = None,
+    ) -> Result:
+        """Back off and try again; the thread hears of each new problem once."""
+        delay = self.backoff.delay(job.attempts, error.retry_after)
+        if longest is not None:
+            delay = min(delay, longest)
+        problem = dws_problem(error)
+        details = {
+            "attempt": job.attempts,
+            "next_in_seconds": round(delay),
+            "error": str(error),
+            "error_code": error.error_code,
+            "dws_request_id": error.request_id,
+        }
+        if problem != job.problem:
+            self.store.record_event(
+                request.id, "dws_retrying", None, details, work=tell(News.DWS_RETRYING, **details)
+            )
+        log.info(
+            "DWS trouble, retrying",
+            extra={"request_id": request.id, "problem": problem, **details},
+        )
+        return Retry(after=delay, error=str(error), problem=problem)
 
     def _fail(
-        self,
-        request: CopyRequest,
-        error: DwsError | InvalidInput | str,
-        **fields: str,
-    ) -> CopyRequest:
+        self, request: CopyRequest, error: DwsError | InvalidInput | str, **fields: str
+    ) -> Result:
         sentence, code, dws_request_id = _failure(error)
         self.store.add_dws_request_id(request.id, dws_request_id)
         failed = self.store.transition(
@@ -211,15 +284,10 @@ class Copier:
             details={"error_code": code, "dws_request_id": dws_request_id, "error": sentence},
             error=sentence,
             error_code=code,
+            work=tell(News.FAILED),
             **fields,
         )
-        if failed is None:
-            return self._get(request.id)
-        self.notifier.tell(failed, News.FAILED)
-        return failed
-
-    def _get(self, request_id: int) -> CopyRequest:
-        return self.store.require(request_id)
+        return Done("failed" if failed else "decided elsewhere")
 
 
 def _failure(error: DwsError | InvalidInput | str) -> tuple[str, str | None, str | None]:
@@ -228,3 +296,4 @@ def _failure(error: DwsError | InvalidInput | str) -> tuple[str, str | None, str
     if isinstance(error, InvalidInput):
         return error.message, "invalid_input", None
     return error, None, None
+

@@ -1,17 +1,18 @@
 """The copy-request lifecycle: who may ask and decide, and every state change up to the copy.
 
-It knows the audit store, the DWS client and the policy; it does not know Slack. People are
-told what happened through a `Notifier` (the Slack layer implements it); the copy itself, once
-approved, is the `Copier`'s.
+It knows the audit store, the DWS client and the policy; it does not know Slack. Each decision
+is one compare-and-set in the store, committed before the click is acknowledged, together with
+the work it causes: the DWS copy job (bot/copier.py) and the Slack outbox rows that tell people
+(bot/notifier.py). Once the transaction commits, a crash can only delay what follows.
 
 Never copy twice: a backup name is unique among live requests (the store's index) and in DWS,
-the first decision on a request wins, and only the copier talks to linked-copy.
+the first decision on a request wins, and only the copy job talks to linked-copy.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.config import Policy, Role
-from bot.copier import Copier
+from bot.copier import copy_job
 from bot.domain import CopyRequest, NewRequest, State
 from bot.dws.client import DwsClient
 from bot.dws.errors import DwsError
@@ -31,16 +32,15 @@ from bot.dws.validation import (
 )
 from bot.errors import (
     AlreadyHandled,
-    AnnounceFailed,
     BadInput,
     NotAllowed,
     RequestExpired,
     SelfApproval,
     UnknownRequest,
 )
-from bot.notifier import News, Notifier
+from bot.notifier import News, Say, announce, tell
 from bot.roles import RoleResolver
-from bot.store import NameInUse, Store, iso, now_iso
+from bot.store import NameInUse, Store, Work, iso, now_iso
 
 log = logging.getLogger(__name__)
 
@@ -64,29 +64,15 @@ class CopyService:
         dws: DwsClient,
         policy: Policy,
         roles: RoleResolver,
-        notifier: Notifier,
         *,
-        poll_seconds: float,
-        follow_seconds: float,
-        stop: threading.Event | None = None,
+        wake: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
         self.dws = dws
         self.policy = policy
         self.roles = roles
-        self.notifier = notifier
-        self.stop = stop or threading.Event()
-        self.copier = Copier(
-            store,
-            dws,
-            notifier,
-            poll_seconds=poll_seconds,
-            follow_seconds=follow_seconds,
-            stop=self.stop,
-        )
+        self._wake = wake  # new work is due now: the workers of this process look at once
         self._prechecks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="precheck")
-        self._announcing: set[int] = set()
-        self._announcing_lock = threading.Lock()
 
     # --- asking --------------------------------------------------------------------------
 
@@ -182,12 +168,16 @@ class CopyService:
         )
         required = self.policy.approval.required
         expires = datetime.now(UTC) + timedelta(minutes=self.policy.approval.expires_after_minutes)
+        # Without approval the copy starts whether or not the message can be posted.
+        work: list[Work] = [announce()] if required else [announce(), copy_job()]
         try:
             request = self.store.create(
                 new,
                 state=State.PENDING_APPROVAL if required else State.APPROVED,
                 expires_at=iso(expires) if required else None,
                 actor=requested_by,
+                work=work,
+                approved_event=None if required else {"reason": "approval not required by policy"},
             )
         except NameInUse as error:
             raise BadInput(
@@ -195,43 +185,7 @@ class CopyService:
                 f"Request #{error.request_id} already uses the name {form.backup_name}; "
                 "pick another name.",
             ) from None
-        if not required:
-            self.store.record_event(
-                request.id, "approved", None, {"reason": "approval not required by policy"}
-            )
-        return request
-
-    def announce(self, request_id: int) -> CopyRequest:
-        """Post the request to its channel, remember the thread, and start it if approved."""
-        with self._announcing_lock:
-            if request_id in self._announcing:
-                return self._get(request_id)
-            self._announcing.add(request_id)
-        try:
-            return self._announce(request_id)
-        finally:
-            with self._announcing_lock:
-                self._announcing.discard(request_id)
-
-    def _announce(self, request_id: int) -> CopyRequest:
-        request = self._get(request_id)
-        if request.message_ts is not None:
-            return request
-        try:
-            posted = self.notifier.announce(request)
-        except AnnounceFailed as error:
-            self.store.record_event(request.id, "announce_failed", None, {"error": error.reason})
-            raise
-        request = self.store.update(
-            request.id,
-            channel_id=posted.channel_id,
-            message_ts=posted.message_ts,
-            thread_ts=posted.thread_ts,
-            event="announced",
-            details={"channel_id": posted.channel_id, "message_ts": posted.message_ts},
-        )
-        if request.state == State.APPROVED:
-            self.copier.start(request.id)
+        self._wake()
         return request
 
     # --- deciding ------------------------------------------------------------------------
@@ -245,9 +199,9 @@ class CopyService:
             raise SelfApproval(
                 f"You asked for request #{request.id} yourself; another approver has to approve it."
             )
-        approved = self._decide(request, State.APPROVED, actor=user_id, approved_by=user_id)
-        self.copier.start(approved.id)
-        return approved
+        return self._decide(
+            request, State.APPROVED, actor=user_id, work=(copy_job(),), approved_by=user_id
+        )
 
     def deny(self, request_id: int, user_id: str, reason: str | None = None) -> CopyRequest:
         request = self.deciding(request_id, user_id, action="deny")
@@ -278,9 +232,13 @@ class CopyService:
         *,
         actor: str,
         details: dict[str, Any] | None = None,
+        work: Sequence[Work] = (),
         **fields: Any,
     ) -> CopyRequest:
-        """The one way out of pending_approval: the first decision wins, later ones are told."""
+        """The one way out of pending_approval: the first decision wins, later ones are told.
+
+        The decision, its event, the copy job and the messages are one transaction.
+        """
         decided = self.store.transition(
             request.id,
             allowed_from=[State.PENDING_APPROVAL],
@@ -288,11 +246,12 @@ class CopyService:
             event=to.value,
             actor=actor,
             details=details,
+            work=(*work, *tell(News(to.value))),
             **fields,
         )
         if decided is None:
             raise AlreadyHandled(self._get(request.id))
-        self.notifier.tell(decided, News(to.value))
+        self._wake()
         return decided
 
     def deciding(self, request_id: int, user_id: str, *, action: str) -> CopyRequest:
@@ -332,39 +291,58 @@ class CopyService:
             to=State.EXPIRED,
             event="expired",
             actor=None,
+            work=tell(News.EXPIRED),
         )
         if expired is not None:
-            self.notifier.tell(expired, News.EXPIRED)
+            self._wake()
         return expired
 
-    # --- after a restart -----------------------------------------------------------------
+    # --- work nobody is doing --------------------------------------------------------------
 
-    def announce_unposted(self, older_than_seconds: float = 0.0) -> None:
-        """Post requests whose message never made it (Slack down, bot not in the channel)."""
+    def announce_unposted(self, older_than_seconds: float) -> list[int]:
+        """Post again the live requests whose message never made it (the bot was not in the
+        channel, Slack refused) once their last try is `older_than_seconds` old."""
         cutoff = iso(datetime.now(UTC) - timedelta(seconds=older_than_seconds))
-        for request in self.store.find(states=[State.PENDING_APPROVAL, State.APPROVED]):
-            if request.message_ts is None and request.created_at <= cutoff:
-                self._announce_quietly(request.id)
+        again = []
+        for request in self.store.find(
+            states=[State.PENDING_APPROVAL, State.APPROVED, State.COPYING]
+        ):
+            if request.message_ts is not None or request.updated_at > cutoff:
+                continue
+            tries = [row for row in self.store.work_rows(request.id) if row["kind"] == Say.ANNOUNCE]
+            if any(row["done_at"] is None for row in tries):
+                continue  # still being tried
+            if tries and max(row["done_at"] for row in tries) > cutoff:
+                continue
+            self.store.add_work(request.id, [announce()])
+            again.append(request.id)
+        if again:
+            self._wake()
+        return again
 
-    def reconcile(self) -> list[int]:
-        """Pick up what a crash or restart interrupted; returns the request ids resumed."""
-        self.announce_unposted()
+    def resume_unowned(self) -> list[int]:
+        """Give every approved or copying request that no DWS job works on a job again: work
+        from before a crash of an older version, or following that ran out of time."""
         resumed = []
-        for request in self.store.find(states=[State.APPROVED, State.COPYING], newest_first=False):
-            if request.message_ts is None and request.state == State.APPROVED:
-                continue  # announce() starts it once the thread exists
-            self.store.record_event(request.id, "reconciled", None, {"state": request.state})
-            if self.copier.start(request.id):
-                resumed.append(request.id)
+        for request in self.store.without_dws_job([State.APPROVED, State.COPYING]):
+            self.store.record_event(
+                request.id, "reconciled", None, {"state": request.state}, work=[copy_job()]
+            )
+            resumed.append(request.id)
+        if resumed:
+            self._wake()
         return resumed
 
-    def _announce_quietly(self, request_id: int) -> None:
-        try:
-            self.announce(request_id)
-        except AnnounceFailed as error:
-            log.warning(
-                "announcing request failed: %s", error.reason, extra={"request_id": request_id}
-            )
+    def status(self, request_id: int) -> CopyRequest | None:
+        """The request, and following resumed if a copy still underway has nobody following."""
+        request = self.store.get(request_id)
+        if request is not None and request.state == State.COPYING:
+            if not any(row["queue"] == "dws" for row in self.store.open_work(request.id)):
+                self.store.record_event(
+                    request.id, "reconciled", None, {"state": request.state}, work=[copy_job()]
+                )
+                self._wake()
+        return request
 
     def _get(self, request_id: int) -> CopyRequest:
         request = self.store.get(request_id)
@@ -373,7 +351,6 @@ class CopyService:
         return request
 
     def close(self) -> None:
-        self.stop.set()
         self._prechecks.shutdown(wait=False, cancel_futures=True)
 
 

@@ -1,19 +1,25 @@
-"""How the copy lifecycle tells people what happened, without knowing who listens.
+"""What the lifecycle owes people, as rows of the Slack outbox, without knowing Slack.
 
-The Slack layer implements `Notifier`; the lifecycle only says which `News` it has.
+A state change adds these rows in its own transaction (`Store.transition(..., work=...)`); the
+Slack layer (bot/slack/outbox.py) delivers them in order, per request:
+
+- `announce`: post the request message (the thread root), showing the state at delivery time;
+- `root`: bring the request message up to date (coalesced: one waiting root update is enough);
+- `news`: a thread reply about one piece of `News`, with `details` the reply needs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Any
 
-from bot.domain import CopyRequest
+from bot.store import Work
+
+SLACK = "slack"
 
 
 class News(StrEnum):
-    """What the lifecycle tells people about; the notifier decides how."""
+    """What the lifecycle tells people about; the Slack layer decides how."""
 
     APPROVED = "approved"
     DENIED = "denied"
@@ -25,20 +31,23 @@ class News(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     FOLLOW_STOPPED = "follow_stopped"
+    DWS_RETRYING = "dws_retrying"
 
 
-@dataclass(frozen=True)
-class Posted:
-    """Where the approval request was posted: its message is the thread root."""
-
-    channel_id: str
-    message_ts: str
-    thread_ts: str
+class Say(StrEnum):
+    ANNOUNCE = "announce"
+    ROOT = "root"
+    NEWS = "news"
 
 
-class Notifier(Protocol):
-    def announce(self, request: CopyRequest) -> Posted:
-        """Post the approval request (or, with no approval needed, the request) to its channel."""
+def announce() -> Work:
+    return Work(SLACK, Say.ANNOUNCE)
 
-    def tell(self, request: CopyRequest, news: News) -> None:
-        """Let the request's thread know; must not raise."""
+
+def update_root() -> Work:
+    return Work(SLACK, Say.ROOT, coalesce=True)
+
+
+def tell(news: News, **details: Any) -> tuple[Work, ...]:
+    """The request message brought up to date, and a reply about `news` in its thread."""
+    return (update_root(), Work(SLACK, Say.NEWS, {"news": news.value, **details}))

@@ -44,6 +44,10 @@ class RoleResolver:
         self._cache: dict[str, tuple[float, frozenset[str]]] = {}
         self._lock = threading.Lock()
 
+    @property
+    def policy(self) -> Policy:
+        return self._policy
+
     def grants(self, user_id: str) -> list[Grant]:
         found = []
         for role in Role:

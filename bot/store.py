@@ -1,21 +1,29 @@
-"""The audit log: SQLite through sqlite-utils, one `requests` row per copy request and an
-append-only `events` trail.
+"""The audit log and the work still owed: SQLite through sqlite-utils.
 
-The database is the truth about a request. Every state change is a single conditional UPDATE
-(`... WHERE id = ? AND state IN (...)`) inside an immediate transaction together with its event,
-so of two racing clicks exactly one changes anything, and a crash never leaves a state change
-without its event or the other way round.
+- `requests`: one row per copy request; `events`: the append-only trail of every step.
+- `work`: what is still owed for a request, as rows with a due time and a lease: DWS jobs (queue
+  `dws`: copy, follow) and Slack messages (queue `slack`: the outbox). See bot/work/.
+
+The database is the truth. Every state change is a single conditional UPDATE (`... WHERE id = ?
+AND state IN (...)`) inside an immediate transaction together with its event and the work it
+causes, so of two racing clicks exactly one changes anything, and a crash never leaves a state
+change without its event or its work, or the other way round.
+
+Connections come from a small pool, one per operation, and are closed by `close()`: the number
+of open files stays bounded however many threads use the store.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +32,7 @@ import sqlite_utils
 from bot.domain import CopyRequest, NewRequest, State
 
 BUSY_TIMEOUT_MS = 5000
+POOL_SIZE = 12
 
 # Each entry upgrades the schema by one version (PRAGMA user_version); append, never edit.
 MIGRATIONS: tuple[str, ...] = (
@@ -70,6 +79,28 @@ MIGRATIONS: tuple[str, ...] = (
         at TEXT NOT NULL
     );
     """,
+    """
+    CREATE TABLE work (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        queue TEXT NOT NULL,
+        request_id INTEGER NOT NULL REFERENCES requests (id),
+        kind TEXT NOT NULL,
+        payload TEXT NOT NULL DEFAULT '{}',
+        due_at TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        problem TEXT,
+        last_error TEXT,
+        claimed_by TEXT,
+        lease_until TEXT,
+        created_at TEXT NOT NULL,
+        done_at TEXT,
+        outcome TEXT
+    );
+    CREATE INDEX work_open ON work (queue, request_id, id) WHERE done_at IS NULL;
+    CREATE INDEX work_due ON work (queue, due_at) WHERE done_at IS NULL;
+    CREATE UNIQUE INDEX work_one_dws_job ON work (request_id)
+        WHERE queue = 'dws' AND done_at IS NULL;
+    """,
 )
 
 REQUEST_COLUMNS = tuple(CopyRequest.model_fields)
@@ -84,6 +115,45 @@ def now_iso() -> str:
     return iso(datetime.now(UTC))
 
 
+def parse_iso(text: str) -> datetime:
+    """The inverse of iso()."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def age_seconds(stamp: str) -> float:
+    """How long ago an iso() timestamp was."""
+    return (datetime.now(UTC) - parse_iso(stamp)).total_seconds()
+
+
+@dataclass(frozen=True)
+class Work:
+    """A row of work to add with a state change: a DWS job or a Slack message.
+
+    `coalesce`: add it only if no row of the same kind for the request is still waiting
+    unclaimed (a root update shows the latest state whenever it is sent, so one is enough).
+    """
+
+    queue: str
+    kind: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    delay: float = 0.0
+    coalesce: bool = False
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A row of work that this worker holds the lease on."""
+
+    id: int
+    queue: str
+    request_id: int
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+    problem: str | None
+    created_at: str
+
+
 class NameInUse(Exception):
     """Another live request already uses this backup name."""
 
@@ -94,52 +164,88 @@ class NameInUse(Exception):
 
 
 class Store:
-    """Requests and events. Safe to share between threads: each thread gets its own connection."""
+    """Requests, events and work. Safe to share between threads and processes."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, pool_size: int = POOL_SIZE) -> None:
         self.path = Path(path)
-        self._local = threading.local()
+        self._idle: queue.LifoQueue[sqlite_utils.Database] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(pool_size)
+        self._opened: list[sqlite_utils.Database] = []
+        self._lock = threading.Lock()
+        self._closed = False
         _create_private(self.path)
         with self._transaction() as db:
             _migrate(db)
 
     # --- connections ---------------------------------------------------------------------
 
-    @property
-    def db(self) -> sqlite_utils.Database:
-        db: sqlite_utils.Database | None = getattr(self._local, "db", None)
-        if db is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            db = sqlite_utils.Database(conn)
-            self._local.db = db
+    @contextmanager
+    def connection(self) -> Iterator[sqlite_utils.Database]:
+        """A connection of the pool for one operation; waits while all are in use."""
+        self._slots.acquire()
+        try:
+            try:
+                db = self._idle.get_nowait()
+            except queue.Empty:
+                db = self._open()
+            try:
+                yield db
+            finally:
+                if self._closed:
+                    db.close()
+                else:
+                    self._idle.put(db)
+        finally:
+            self._slots.release()
+
+    def _open(self) -> sqlite_utils.Database:
+        if self._closed:
+            raise sqlite3.ProgrammingError("the store is closed")
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        db = sqlite_utils.Database(conn)
+        with self._lock:
+            self._opened.append(db)
         return db
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite_utils.Database]:
         """BEGIN IMMEDIATE takes the write lock up front, so read-then-write cannot interleave."""
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        with self.connection() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self.connection() as db:
+            return list(db.query(sql, params))
 
     def close(self) -> None:
-        """Close this thread's connection; another call from this thread opens a new one."""
-        db: sqlite_utils.Database | None = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        """Close every connection; connections in use close when they are given back."""
+        self._closed = True
+        with self._lock:
+            opened, self._opened = self._opened, []
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                break
+        del opened  # the ones in use are closed by connection() on their way back
+
+    def open_connections(self) -> int:
+        with self._lock:
+            return len(self._opened)
 
     def healthy(self) -> bool:
         try:
-            self.db.execute("SELECT 1 FROM requests LIMIT 1").fetchall()
+            self._query("SELECT 1 FROM requests LIMIT 1")
         except sqlite3.Error:
             return False
         return True
@@ -147,8 +253,17 @@ class Store:
     # --- writes --------------------------------------------------------------------------
 
     def create(
-        self, new: NewRequest, *, state: State, expires_at: str | None, actor: str
+        self,
+        new: NewRequest,
+        *,
+        state: State,
+        expires_at: str | None,
+        actor: str,
+        work: Sequence[Work] = (),
+        approved_event: dict[str, Any] | None = None,
     ) -> CopyRequest:
+        """Record a request, its `requested` event (and `approved` when no approval is needed)
+        and the work it causes, in one transaction."""
         stamp = now_iso()
         row = new.model_dump() | {
             "state": state.value,
@@ -158,11 +273,14 @@ class Store:
         }
         with self._transaction() as db:
             try:
-                request_id = db.table("requests").insert(row).last_pk
+                request_id = int(str(db.table("requests").insert(row).last_pk))
             except sqlite3.IntegrityError:
-                raise NameInUse(new.backup_name, self._live_id_for(new.backup_name)) from None
+                raise NameInUse(new.backup_name, self._live_id_for(db, new.backup_name)) from None
             _add_event(db, request_id, "requested", actor, new.model_dump(), stamp)
-        return self.require(int(str(request_id)))
+            if approved_event is not None:
+                _add_event(db, request_id, "approved", None, approved_event, stamp)
+            _add_work(db, request_id, work, stamp)
+        return self.require(request_id)
 
     def transition(
         self,
@@ -173,9 +291,11 @@ class Store:
         event: str,
         actor: str | None,
         details: dict[str, Any] | None = None,
+        work: Sequence[Work] = (),
         **fields: Any,
     ) -> CopyRequest | None:
-        """Move a request to `to` if, and only if, it is in one of `allowed_from`.
+        """Move a request to `to` if, and only if, it is in one of `allowed_from`, and add the
+        work it causes in the same transaction.
 
         Returns the updated request, or None when somebody else got there first.
         """
@@ -192,6 +312,7 @@ class Store:
             if cursor.rowcount != 1:
                 return None
             _add_event(db, request_id, event, actor, details or {}, stamp)
+            _add_work(db, request_id, work, stamp)
         return self.require(request_id)
 
     def update(
@@ -201,6 +322,7 @@ class Store:
         event: str | None = None,
         actor: str | None = None,
         details: dict[str, Any] | None = None,
+        work: Sequence[Work] = (),
         **fields: Any,
     ) -> CopyRequest:
         """Change fields that are not the state (message ts, snapshot status, …)."""
@@ -210,6 +332,7 @@ class Store:
                 db.table("requests").update(request_id, {**_encode(fields), "updated_at": stamp})
             if event:
                 _add_event(db, request_id, event, actor, details or {}, stamp)
+            _add_work(db, request_id, work, stamp)
         return self.require(request_id)
 
     def add_dws_request_id(self, request_id: int, dws_request_id: str | None) -> None:
@@ -228,10 +351,15 @@ class Store:
         kind: str,
         actor: str | None,
         details: dict[str, Any] | None = None,
+        *,
+        work: Sequence[Work] = (),
     ) -> None:
         """An event that changes no state: a refusal, a failed Slack call, a status seen."""
+        stamp = now_iso()
         with self._transaction() as db:
-            _add_event(db, request_id, kind, actor, details or {}, now_iso())
+            _add_event(db, request_id, kind, actor, details or {}, stamp)
+            if request_id is not None:
+                _add_work(db, request_id, work, stamp)
 
     def first_delivery(self, event_id: str) -> bool:
         """True the first time Slack delivers this event id; its retries get False."""
@@ -242,10 +370,138 @@ class Store:
             )
             return cursor.rowcount == 1
 
+    # --- work ----------------------------------------------------------------------------
+
+    def add_work(self, request_id: int, work: Sequence[Work]) -> None:
+        with self._transaction() as db:
+            _add_work(db, request_id, work, now_iso())
+
+    def claim(self, queue_name: str, worker: str, lease_seconds: float) -> Claimed | None:
+        """Take the lease on one due row of `queue_name`, or None when nothing is due.
+
+        One statement, so any number of threads and processes claim each row once. Rows of a
+        request go in order: only its oldest unfinished row can be claimed.
+        """
+        now = datetime.now(UTC)
+        with self._transaction() as db:
+            row = db.execute(
+                """
+                UPDATE work SET claimed_by = ?, lease_until = ?, attempts = attempts + 1
+                WHERE id = (
+                    SELECT w.id FROM work w
+                    WHERE w.queue = ? AND w.done_at IS NULL AND w.due_at <= ?
+                      AND (w.lease_until IS NULL OR w.lease_until < ?)
+                      AND NOT EXISTS (
+                          SELECT 1 FROM work e
+                          WHERE e.queue = w.queue AND e.request_id = w.request_id
+                            AND e.done_at IS NULL AND e.id < w.id)
+                    ORDER BY w.due_at, w.id LIMIT 1)
+                RETURNING id, queue, request_id, kind, payload, attempts, problem, created_at
+                """,
+                [
+                    worker,
+                    iso(now + timedelta(seconds=lease_seconds)),
+                    queue_name,
+                    iso(now),
+                    iso(now),
+                ],
+            ).fetchone()
+        if row is None:
+            return None
+        return Claimed(
+            id=row[0],
+            queue=row[1],
+            request_id=row[2],
+            kind=row[3],
+            payload=json.loads(row[4]),
+            attempts=row[5],
+            problem=row[6],
+            created_at=row[7],
+        )
+
+    def finish(
+        self, claimed: Claimed, outcome: str, *, work: Sequence[Work] = (), **fields: Any
+    ) -> None:
+        """Mark a claimed row done, optionally adding the work that follows it."""
+        stamp = now_iso()
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE work SET done_at = ?, outcome = ?, claimed_by = NULL, lease_until = NULL"
+                " WHERE id = ?",
+                [stamp, outcome, claimed.id],
+            )
+            if fields:
+                db.table("requests").update(
+                    claimed.request_id, {**_encode(fields), "updated_at": stamp}
+                )
+            _add_work(db, claimed.request_id, work, stamp)
+
+    def retry(
+        self,
+        claimed: Claimed,
+        *,
+        after: float,
+        error: str,
+        problem: str | None = None,
+        fresh: bool = False,
+    ) -> None:
+        """Give the row back, due again `after` seconds from now; `fresh` restarts its count."""
+        due = iso(datetime.now(UTC) + timedelta(seconds=max(0.0, after)))
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE work SET due_at = ?, last_error = ?, problem = ?, claimed_by = NULL,"
+                " lease_until = NULL, attempts = CASE WHEN ? THEN 0 ELSE attempts END"
+                " WHERE id = ?",
+                [due, error[:500] or None, problem, fresh, claimed.id],
+            )
+
+    def release(self, worker: str, *, event: str | None = None) -> list[int]:
+        """Give back every lease `worker` holds (shutdown, or a holder known to be dead); the
+        attempt it was counted as did not happen. Returns the requests concerned, each of which
+        gets `event` in its trail when given."""
+        stamp = now_iso()
+        with self._transaction() as db:
+            rows = db.execute(
+                "UPDATE work SET claimed_by = NULL, lease_until = NULL,"
+                " attempts = max(0, attempts - 1) WHERE claimed_by = ? AND done_at IS NULL"
+                " RETURNING request_id, queue, kind",
+                [worker],
+            ).fetchall()
+            if event is not None:
+                for request_id, queue_name, kind in rows:
+                    details = {"holder": worker, "queue": queue_name, "kind": kind}
+                    _add_event(db, request_id, event, None, details, stamp)
+        return sorted({row[0] for row in rows})
+
+    def lease_holders(self) -> list[str]:
+        rows = self._query(
+            "SELECT DISTINCT claimed_by FROM work WHERE done_at IS NULL AND claimed_by IS NOT NULL"
+        )
+        return [str(row["claimed_by"]) for row in rows]
+
+    def open_work(self, request_id: int | None = None) -> list[dict[str, Any]]:
+        """Unfinished rows, oldest first (for one request if given)."""
+        sql, params = "SELECT * FROM work WHERE done_at IS NULL", list[Any]()
+        if request_id is not None:
+            sql += " AND request_id = ?"
+            params.append(request_id)
+        return self._query(sql + " ORDER BY id", params)
+
+    def work_rows(self, request_id: int) -> list[dict[str, Any]]:
+        """Every row of work a request caused, done or not, oldest first."""
+        return self._query("SELECT * FROM work WHERE request_id = ? ORDER BY id", [request_id])
+
+    def next_due(self, queue_name: str) -> str | None:
+        rows = self._query(
+            "SELECT min(due_at) AS due FROM work WHERE queue = ? AND done_at IS NULL",
+            [queue_name],
+        )
+        return rows[0]["due"] if rows else None
+
     # --- reads ---------------------------------------------------------------------------
 
     def get(self, request_id: int) -> CopyRequest | None:
-        rows = list(self.db.query("SELECT * FROM requests WHERE id = ?", [request_id]))
+        rows = self._query("SELECT * FROM requests WHERE id = ?", [request_id])
         return _decode(rows[0]) if rows else None
 
     def require(self, request_id: int) -> CopyRequest:
@@ -278,12 +534,23 @@ class Store:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        return [_decode(row) for row in self.db.query(sql, params)]
+        return [_decode(row) for row in self._query(sql, params)]
 
     def due_to_expire(self, now: str) -> list[CopyRequest]:
-        rows = self.db.query(
+        rows = self._query(
             "SELECT * FROM requests WHERE state = ? AND expires_at IS NOT NULL AND expires_at <= ?",
             [State.PENDING_APPROVAL.value, now],
+        )
+        return [_decode(row) for row in rows]
+
+    def without_dws_job(self, states: Iterable[State]) -> list[CopyRequest]:
+        """Requests in `states` that no unfinished DWS job is working on."""
+        values = [state.value for state in states]
+        rows = self._query(
+            f"SELECT * FROM requests r WHERE state IN ({', '.join('?' for _ in values)})"
+            " AND NOT EXISTS (SELECT 1 FROM work w WHERE w.request_id = r.id"
+            " AND w.queue = 'dws' AND w.done_at IS NULL) ORDER BY id",
+            values,
         )
         return [_decode(row) for row in rows]
 
@@ -298,11 +565,12 @@ class Store:
         if limit is not None:
             sql = f"SELECT * FROM ({sql} DESC LIMIT ?) ORDER BY id"
             params.append(limit)
-        return [row | {"details": json.loads(row["details"])} for row in self.db.query(sql, params)]
+        return [row | {"details": json.loads(row["details"])} for row in self._query(sql, params)]
 
-    def _live_id_for(self, name: str) -> int | None:
+    @staticmethod
+    def _live_id_for(db: sqlite_utils.Database, name: str) -> int | None:
         rows = list(
-            self.db.query(
+            db.query(
                 "SELECT id FROM requests WHERE lower(backup_name) = lower(?)"
                 " AND state IN ('pending_approval', 'approved', 'copying')",
                 [name],
@@ -325,6 +593,29 @@ def _migrate(db: sqlite_utils.Database) -> None:
         for statement in filter(str.strip, script.split(";")):
             db.execute(statement)
         db.execute(f"PRAGMA user_version = {number}")
+
+
+def _add_work(
+    db: sqlite_utils.Database, request_id: int, work: Sequence[Work], at: str
+) -> None:
+    now = datetime.now(UTC)
+    for item in work:
+        due = iso(now + timedelta(seconds=item.delay))
+        values = [item.queue, request_id, item.kind, json.dumps(item.payload, default=str), due, at]
+        # A request has at most one unfinished DWS job (the unique index): adding another is
+        # a no-op, so "make sure it is being worked on" is safe to say twice.
+        verb = "INSERT OR IGNORE" if item.queue == "dws" else "INSERT"
+        insert = (
+            f"{verb} INTO work (queue, request_id, kind, payload, due_at, created_at)"
+            " SELECT ?, ?, ?, ?, ?, ?"
+        )
+        if item.coalesce:
+            insert += (
+                " WHERE NOT EXISTS (SELECT 1 FROM work WHERE request_id = ? AND kind = ?"
+                " AND queue = ? AND done_at IS NULL AND claimed_by IS NULL)"
+            )
+            values += [request_id, item.kind, item.queue]
+        db.execute(insert, values)
 
 
 def _add_event(

@@ -119,8 +119,8 @@ def test_a_request_whose_message_could_not_be_posted_is_posted_later(
     slack.fail_next("chat.postMessage", error="not_in_channel")
     answer = submit_modal(server, REQUESTER, modal_values(automated(dws_snapshots).id, "unposted"))
     assert answer.status_code == 200 and answer.text == ""
-    told = slack.wait_for("chat.postEphemeral", lambda c: "/invite" in c["text"])
-    assert told["user"] == REQUESTER
+    told = slack.wait_for("chat.postMessage", lambda c: "/invite" in c["text"])
+    assert told["channel"] == REQUESTER, "the requester hears it by DM"
     request = request_named(server, "unposted")
     until(lambda: "announce_failed" in kinds(server, request.id), what="announce_failed")
     assert server.store.require(request.id).message_ts is None

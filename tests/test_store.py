@@ -29,8 +29,9 @@ def store(tmp_path: Path) -> Store:
 def test_the_database_file_is_private_and_in_wal_mode(store: Store) -> None:
     mode = stat.S_IMODE(store.path.stat().st_mode)
     assert mode == 0o600
-    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert store.db.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
+    with store.connection() as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
 
 
 def test_opening_twice_migrates_once(tmp_path: Path) -> None:

@@ -174,12 +174,29 @@ class DwsClient:
 
     # -- the copy --------------------------------------------------------------------------
 
-    def copy_snapshot(self, snapshot_id: str, name: str, description: str = "") -> CopiedSnapshot:
-        """Copy an automated snapshot under a new, unique name; at most one copy per call."""
+    def copy_once(self, snapshot_id: str, name: str, description: str = "") -> CopiedSnapshot:
+        """One linked-copy call and nothing else: no retry, no lookup.
+
+        For callers that keep their own durable retry state (bot/copier.py): any DwsError leaves
+        the decision, and the name lookup before trying again, to them. An unreadable success
+        answer raises MalformedResponse: the copy exists, and its id is found by name.
+        """
+        path, body, name = self._copy_call(snapshot_id, name, description)
+        response = self._send("POST", path, json=body)
+        answer = self._parse(CopyResponse, response)
+        return CopiedSnapshot(answer.snapshot_id, response.headers.get("X-Request-Id"), False)
+
+    def _copy_call(
+        self, snapshot_id: str, name: str, description: str
+    ) -> tuple[str, dict[str, str], str]:
         source = validate_snapshot_id(snapshot_id)
         name = validate_backup_name(name)
         body = {"backup_name": name, "description": validate_description(description)}
-        path = f"/v1.0/{self._project}/snapshots/{source}/linked-copy"
+        return f"/v1.0/{self._project}/snapshots/{source}/linked-copy", body, name
+
+    def copy_snapshot(self, snapshot_id: str, name: str, description: str = "") -> CopiedSnapshot:
+        """Copy an automated snapshot under a new, unique name; at most one copy per call."""
+        path, body, name = self._copy_call(snapshot_id, name, description)
         budget = _Budget(self._retry, self._monotonic)
         maybe_created = False
         while True:

@@ -1,15 +1,20 @@
-"""Approve and Deny buttons, in a thread or on App Home: the same code either way."""
+"""Approve and Deny buttons, in a thread or on App Home: the same code either way.
+
+An approval is decided inside the acknowledgement: the compare-and-set and the copy job it
+causes are committed before Slack gets its 200, so a crash after the click cannot lose it.
+Telling the person why a click did nothing, and re-publishing App Home, come after.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
-from bot.errors import UnknownRequest
+from bot.errors import SnapcopyError, UnknownRequest
 from bot.slack import views
-from bot.slack.errors import reports_errors
+from bot.slack.errors import report, reports_errors
 from bot.slack.forms import action_request_id
 from bot.slack.home import publish_home
 from bot.slack.ids import Action
@@ -20,11 +25,20 @@ def register(app: App, services: Services) -> None:
     def acknowledge(ack: Ack) -> None:
         ack()
 
-    @reports_errors
-    def approve(body: dict[str, Any], client: WebClient) -> None:
+    def decide_approval(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
         # Identity is the signed payload's user; the request comes from the database, never
         # from the message the button sits in.
-        services.copies.approve(_request_id(body), body["user"]["id"])
+        try:
+            services.copies.approve(_request_id(body), body["user"]["id"])
+        except SnapcopyError as error:
+            context["refusal"] = error
+        ack()
+
+    @reports_errors
+    def after_approval(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+        refusal = context.get("refusal")
+        if refusal is not None:
+            report(refusal, body, client)
         if (body.get("view") or {}).get("type") == "home":
             publish_home(services, client, body["user"]["id"])
 
@@ -39,7 +53,7 @@ def register(app: App, services: Services) -> None:
             ),
         )
 
-    app.action(Action.APPROVE)(services.after_ack(acknowledge, approve))
+    app.action(Action.APPROVE)(services.after_ack(decide_approval, after_approval))
     app.action(Action.DENY)(services.after_ack(acknowledge, open_deny))
 
 

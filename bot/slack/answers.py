@@ -85,7 +85,7 @@ def cancel_text(services: Services, argument: str | None, user: str) -> str:
 
 def status_text(services: Services, argument: str | None) -> str:
     number = _request_number(argument, "status")
-    request = services.store.get(number)
+    request = services.copies.status(number)
     if request is None:
         return f"There is no request #{number}."
     lines = [request_line(request), views.outcome_line(request)]

@@ -10,8 +10,9 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
 from bot.config import Role
+from bot.errors import SnapcopyError
 from bot.slack import answers, views
-from bot.slack.errors import reports_errors
+from bot.slack.errors import reports_errors, sentence_for
 from bot.slack.ids import COMMAND
 from bot.slack.sandbox import mark
 from bot.slack.services import Services
@@ -39,8 +40,9 @@ def parse_command(text: str) -> ParsedCommand:
     return ParsedCommand("unknown", words[0])
 
 
-# Answers made of text alone go back in the acknowledgement itself: no second round trip.
-IN_ACK = ("help", "unknown")
+# Answers made of text alone go back in the acknowledgement itself: no second round trip. A
+# cancel is a decision, committed before the acknowledgement, so its answer goes back there too.
+IN_ACK = ("help", "unknown", "cancel")
 
 
 def register(app: App, services: Services) -> None:
@@ -51,6 +53,12 @@ def register(app: App, services: Services) -> None:
         parsed = parse_command(body.get("text") or "")
         if parsed.kind == "help":
             ack(text=shown(answers.help_text()), response_type="ephemeral")
+        elif parsed.kind == "cancel":
+            try:
+                text = answers.cancel_text(services, parsed.argument, body["user_id"])
+            except SnapcopyError as error:
+                text = sentence_for(error) or error.message
+            ack(text=shown(text), response_type="ephemeral")
         elif parsed.kind == "unknown":
             word = views.escape(parsed.argument or "")
             ack(

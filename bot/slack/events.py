@@ -48,7 +48,7 @@ def register(app: App, services: Services) -> None:
         if command == "copy":
             words += [""] * (3 - len(words))  # missing words fail validation, by name
             try:
-                request = services.copies.ask(
+                services.copies.ask(
                     requested_by=event["user"],
                     snapshot_id=words[1],
                     backup_name=words[2],
@@ -58,8 +58,6 @@ def register(app: App, services: Services) -> None:
                 )
             except BadInput as error:
                 say(f"{error.message}\n{MENTION_USAGE}")
-                return
-            services.copies.announce(request.id)
         elif command == "help":
             say(answers.help_text())
         else:

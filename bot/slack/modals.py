@@ -2,7 +2,8 @@
 
 The copy modal is validated inside the acknowledgement so that problems appear next to the
 field at fault (`response_action: errors`); the request is recorded there too, because a name
-already used by a live request is such a problem. Posting the request runs after the ack.
+already used by a live request is such a problem, and with it the outbox row that posts it.
+A deny is decided inside the acknowledgement as well: committed before Slack hears back.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def register(app: App, services: Services) -> None:
         try:
             if not form_input.snapshot_id:
                 raise BadInput("snapshot_id", "Pick an automated snapshot or paste its ID.")
-            request = services.copies.ask(
+            services.copies.ask(
                 requested_by=body["user"]["id"],
                 snapshot_id=form_input.snapshot_id,
                 backup_name=form_input.backup_name,
@@ -45,41 +46,30 @@ def register(app: App, services: Services) -> None:
             block = Block.PICK_SNAPSHOT
             ack(response_action="errors", errors={block: sentence_for(error) or error.message})
             return
-        context["request_id"] = request.id
         ack()
 
-    @reports_errors
-    def announce(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
-        request_id = context.get("request_id")
-        if request_id is not None:  # None: the acknowledgement answered with errors
-            services.copies.announce(int(request_id))
-
-    def check_deny(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+    def decide_deny(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
         # Refusals stay inside the modal, where the person is looking.
-        metadata = ModalMetadata.parse(body["view"].get("private_metadata"))
+        view = body["view"]
+        metadata = ModalMetadata.parse(view.get("private_metadata"))
+        reason = (
+            view["state"]["values"].get(Block.DENY_REASON, {}).get(Action.DENY_REASON, {})
+        ).get("value")
         try:
             if metadata.request_id is None:
                 raise UnknownRequest("This form does not name a request.")
-            services.copies.deciding(metadata.request_id, body["user"]["id"], action="deny")
+            services.copies.deny(metadata.request_id, body["user"]["id"], (reason or "").strip())
         except SnapcopyError as error:
             text = sentence_for(error) or error.message
             ack(response_action="errors", errors={Block.DENY_REASON: text})
             return
-        context["deny_checked"] = True
+        context["denied_from_home"] = metadata.from_home
         ack()
 
     @reports_errors
-    def deny(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
-        view = body["view"]
-        metadata = ModalMetadata.parse(view.get("private_metadata"))
-        if not context.get("deny_checked") or metadata.request_id is None:
-            return  # the acknowledgement already answered with the reason
-        reason = (
-            view["state"]["values"].get(Block.DENY_REASON, {}).get(Action.DENY_REASON, {})
-        ).get("value")
-        services.copies.deny(metadata.request_id, body["user"]["id"], (reason or "").strip())
-        if metadata.from_home:
+    def after_deny(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+        if context.get("denied_from_home"):
             publish_home(services, client, body["user"]["id"])
 
-    app.view(Callback.COPY_MODAL)(services.after_ack(submit_copy, announce))
-    app.view(Callback.DENY_MODAL)(services.after_ack(check_deny, deny))
+    app.view(Callback.COPY_MODAL)(submit_copy)
+    app.view(Callback.DENY_MODAL)(services.after_ack(decide_deny, after_deny))

@@ -305,6 +305,30 @@ def follow_stopped_reply(request: CopyRequest) -> str:
     )
 
 
+def dws_retrying_reply(*, attempt: int, next_in: int, error: str) -> str:
+    return (
+        f":hourglass_flowing_sand: DWS is busy, retrying (attempt {attempt}, next in "
+        f"{_seconds(next_in)}). {escape(error)} I will keep trying; nothing needs doing now."
+    )
+
+
+def unposted_dm(request: CopyRequest, code: str) -> str:
+    fix = {
+        "not_in_channel": "Invite me there (`/invite @snapcopy`) and I will post it.",
+        "channel_not_found": "The channel is gone or private to me; invite me, or ask again "
+        "from another channel.",
+        "is_archived": "The channel is archived; ask again from another channel.",
+    }.get(code, "")
+    return (
+        f"I could not post your request {request.label} ({escape(request.backup_name)}) in "
+        f"<#{request.channel_id}> ({code}). {fix} Its news will come to you here meanwhile."
+    ).replace("  ", " ")
+
+
+def _seconds(seconds: int) -> str:
+    return f"{seconds} s" if seconds < 120 else f"{round(seconds / 60)} min"
+
+
 def already_handled(request: CopyRequest) -> str:
     by = {State.APPROVED: request.approved_by, State.DENIED: request.denied_by}.get(request.state)
     verb = {
