@@ -32,6 +32,7 @@ from bot.slack.outbox import SlackOutbox
 from bot.slack.sandbox import SandboxWebClient
 from bot.slack.services import Services
 from bot.store import Store
+from bot.work.retry import Backoff
 from bot.work.workers import Workers, holder_name, release_dead_holders
 
 log = logging.getLogger(__name__)
@@ -152,6 +153,7 @@ def build_runtime(
         jobs_dws,
         poll_seconds=settings.snapcopy_poll_seconds,
         follow_seconds=settings.snapcopy_follow_minutes * 60,
+        backoff=Backoff(base=settings.snapcopy_retry_seconds, cap=300.0),
     )
     outbox = SlackOutbox(
         client,

@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     snapcopy_follow_minutes: PositiveFloat = Field(
         180.0, description="How long to follow a copy before giving up on it."
     )
+    snapcopy_retry_seconds: PositiveFloat = Field(
+        2.0,
+        description="First wait before DWS work that met passing trouble is tried again; it "
+        "doubles each time, up to 5 minutes, unless DWS says how long (Retry-After).",
+    )
     snapcopy_slack_give_up_hours: PositiveFloat = Field(
         24.0, description="How long a Slack message is retried before it is dropped (audited)."
     )

@@ -179,7 +179,8 @@ class Copier:
                 return self._find_missing(job, request, error)
             if dws_read_verdict(error) == Verdict.FINAL:
                 return self._stop_following(request, str(error))
-            return self._again(job, request, error, longest=max(60.0, self.poll_seconds))
+            # Never much longer than a poll: the copy goes on in DWS meanwhile.
+            return self._again(job, request, error, longest=4 * self.poll_seconds)
         if snapshot.status == SnapshotStatus.AVAILABLE:
             done = self.store.transition(
                 request.id,

@@ -121,7 +121,7 @@ def slack_only_env(slack: SlackStandIn, policy_file: Path, tmp_path: Path) -> di
         db=tmp_path / "snapcopy.db",
         policy=policy_file,
     )
-    return env | {"SNAPCOPY_POLL_SECONDS": "0.2"}
+    return env | {"SNAPCOPY_POLL_SECONDS": "0.2", "SNAPCOPY_RETRY_SECONDS": "0.2"}
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import base64
 import hashlib
 import itertools
 import json
+import math
 import socket
 import threading
 import time
@@ -79,6 +80,11 @@ class SlackStandIn:
         self.expected_token = token
         self._calls: list[Call] = []
         self._faults: dict[str, list[_Fault]] = {}
+        # Channels archived: posting or updating there answers is_archived.
+        self.archived: set[str] = set()
+        # Every answer waits this long first: Slack having a slow day.
+        self.delay = 0.0
+        self._rate_limited: tuple[float, frozenset[str]] | None = None
         self._changed = threading.Condition()
         self._ts = itertools.count(1)
         self._view_ids = itertools.count(1)
@@ -221,12 +227,25 @@ class SlackStandIn:
         with self._changed:
             self._faults.setdefault(method, []).append(_Fault(error, status, retry_after, times))
 
+    def rate_limit_for(
+        self, seconds: float, methods: Iterable[str] = ("chat.postMessage", "chat.update")
+    ) -> None:
+        """Answer every call of `methods` with 429 for the next `seconds`, with a Retry-After
+        that counts down to the end of the window, as Slack does."""
+        with self._changed:
+            self._rate_limited = (time.monotonic() + seconds, frozenset(methods))
+
     # --- answering (called from the server's threads) ----------------------------------------
 
     def _record(self, call: Call) -> _Fault | None:
         with self._changed:
             self._calls.append(call)
             self._changed.notify_all()
+            if self._rate_limited is not None:
+                until, methods = self._rate_limited
+                remaining = until - time.monotonic()
+                if remaining > 0 and call.method in methods:
+                    return _Fault("ratelimited", 429, max(1, math.ceil(remaining)), 1)
             faults = self._faults.get(call.method)
             if not faults:
                 return None
@@ -280,6 +299,8 @@ def _message(standin: SlackStandIn, params: dict[str, Any], ts: str) -> dict[str
 def _post_message(standin: SlackStandIn, params: dict[str, Any]) -> dict[str, Any]:
     if not params.get("channel"):
         return {"ok": False, "error": "channel_not_found"}
+    if params["channel"] in standin.archived:
+        return {"ok": False, "error": "is_archived"}
     ts = standin._next_ts()
     return {
         "ok": True,
@@ -292,6 +313,8 @@ def _post_message(standin: SlackStandIn, params: dict[str, Any]) -> dict[str, An
 def _update(standin: SlackStandIn, params: dict[str, Any]) -> dict[str, Any]:
     if not params.get("channel") or not params.get("ts"):
         return {"ok": False, "error": "message_not_found"}
+    if params["channel"] in standin.archived:
+        return {"ok": False, "error": "is_archived"}
     return {
         "ok": True,
         "channel": params["channel"],
@@ -486,6 +509,8 @@ class _Handler(BaseHTTPRequestHandler):
             path=url.path,
         )
         fault = standin._record(call)
+        if standin.delay:
+            time.sleep(standin.delay)
         if fault is not None:
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
             self._send(fault.status, {"ok": False, "error": fault.error}, headers)
@@ -534,6 +559,8 @@ class _Handler(BaseHTTPRequestHandler):
             params = {"_raw": body.decode(errors="replace")}
         call = Call("response_url", params, authorized=False, http_method=self.command, path=path)
         fault = standin._record(call)
+        if standin.delay:
+            time.sleep(standin.delay)
         if fault is not None:
             self._send(fault.status, {"ok": False, "error": fault.error})
         else:

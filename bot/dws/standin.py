@@ -67,6 +67,9 @@ class Fault:
     - delay: handle the request (storing a copy), then wait `seconds` before answering
     - drop_after_store: handle the request (storing a copy), then close without answering
     - reset: close the connection without handling the request
+
+    With `until` (a time.monotonic() value) the fault stays and hits every matching request
+    until then (an outage), instead of only the next one.
     """
 
     kind: FaultKind
@@ -77,6 +80,7 @@ class Fault:
     error_msg: str = "The service is temporarily unavailable."
     retry_after: str | None = None
     seconds: float = 0.0
+    until: float | None = None
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method is None or self.method.upper() == method) and (
@@ -287,6 +291,12 @@ class DwsStandIn:
         with self._lock:
             self._faults.append(fault)
 
+    def outage(self, seconds: float, **fault: Any) -> Fault:
+        """Every matching request fails (503 by default) for the next `seconds`."""
+        outage = Fault(**{"kind": "status", **fault}, until=time.monotonic() + seconds)
+        self.inject(outage)
+        return outage
+
     def fail_next_copy_later(self) -> None:
         """Make the next copy go CREATING -> UNAVAILABLE instead of AVAILABLE."""
         with self._lock:
@@ -302,9 +312,11 @@ class DwsStandIn:
         recorded = {k: v for k, v in headers.items() if k != "authorization"}
         with self._lock:
             self._requests.append(RecordedRequest(method, target, recorded, body))
+            now = time.monotonic()
+            self._faults = [f for f in self._faults if f.until is None or f.until > now]
             for index, fault in enumerate(self._faults):
                 if fault.matches(method, path):
-                    return self._faults.pop(index)
+                    return fault if fault.until is not None else self._faults.pop(index)
         return None
 
     def _answer(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> _Reply:

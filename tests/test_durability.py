@@ -1,0 +1,161 @@
+"""Production's bad days for the work the bot owes, in one process: DWS throttling and outages,
+answers lost, Slack rate limits, archived channels. The work lives in the database; these
+prove that transient trouble never fails, loses or duplicates a copy, and that people are told.
+
+(Crashes, deploys and several processes are in tests/test_processes.py.)
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bot.domain import State
+from bot.dws.standin import Fault
+from bot.slack.ids import Action
+from tests.conftest import StartServer
+from tests.flow import ask_for_copy, automated, click, thread_replies, wait_for_reply, wait_state
+from tests.harness import APPROVER, REQUESTER, BotServer
+from tests.slack_standin import SlackStandIn
+
+
+def kinds(server: BotServer, request_id: int) -> list[str]:
+    return [event["kind"] for event in server.store.events(request_id)]
+
+
+def copies_named(dws: Any, name: str) -> list[Any]:
+    return [s for s in dws.snapshots if s.name.lower() == name.lower()]
+
+
+def test_a_throttled_copy_waits_for_retry_after_and_succeeds(
+    server: BotServer, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
+) -> None:
+    request = ask_for_copy(server, slack, REQUESTER, automated(dws_snapshots).id, "throttled")
+    dws.inject(
+        Fault("status", method="POST", path="linked-copy", status=429, error_code="APIG.0308",
+              error_msg="Too many requests", retry_after="1")
+    )
+    click(server, APPROVER, Action.APPROVE, request)
+
+    done = wait_state(server, request, State.SUCCEEDED)
+    assert dws.copy_calls == 1
+    assert [s.id for s in copies_named(dws, "throttled")] == [done.new_snapshot_id]
+    posts = [r for r in dws.requests if r.method == "POST"]
+    assert len(posts) == 2, "the throttled call, then the one after Retry-After"
+    wait_for_reply(slack, done, "DWS is busy, retrying")
+
+
+def test_a_dws_outage_while_following_ends_in_success_and_is_told_once(
+    server: BotServer, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
+) -> None:
+    request = ask_for_copy(server, slack, REQUESTER, automated(dws_snapshots).id, "outage-follow")
+    dws.copy_delay = 13.0  # still CREATING when the outage ends
+    click(server, APPROVER, Action.APPROVE, request)
+    copying = server.wait_for_request(request.id, State.COPYING)
+    deadline = time.monotonic() + 5
+    while not server.store.require(request.id).new_snapshot_id:
+        assert time.monotonic() < deadline, "the copy was never made"
+        time.sleep(0.02)
+    outage = dws.outage(12.0, method="GET", status=503, error_code="DWS.0005")
+
+    done = wait_state(server, copying, State.SUCCEEDED, timeout=30)
+
+    assert outage.until is not None and time.monotonic() >= outage.until
+    assert dws.copy_calls == 1
+    assert done.snapshot_status == "AVAILABLE"
+    busy = [c for c in thread_replies(slack, done) if "DWS is busy" in c["text"]]
+    assert len(busy) == 1, "one notice per problem, not one per attempt"
+    failed_reads = [e for e in server.store.events(done.id) if e["kind"] == "dws_retrying"]
+    assert len(failed_reads) == 1
+    wait_for_reply(slack, done, "is AVAILABLE")
+
+
+def test_a_lost_copy_answer_is_adopted_once_the_lookup_answers_again(
+    server: BotServer, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
+) -> None:
+    request = ask_for_copy(server, slack, REQUESTER, automated(dws_snapshots).id, "lost-answer")
+    dws.inject(Fault("drop_after_store", method="POST", path="linked-copy"))
+    seen = len(dws.requests)
+    click(server, APPROVER, Action.APPROVE, request)
+    # The copy is made and its answer lost; then DWS's list fails for a while.
+    deadline = time.monotonic() + 5
+    while not any(r.method == "POST" for r in dws.requests[seen:]):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    dws.outage(3.0, method="GET", path="snapshots", status=503)
+
+    done = wait_state(server, request, State.SUCCEEDED, timeout=20)
+
+    assert dws.copy_calls == 1, "never copied again"
+    assert [s.id for s in copies_named(dws, "lost-answer")] == [done.new_snapshot_id]
+    resumed = [e for e in server.store.events(done.id) if e["kind"] == "copy_resumed"]
+    assert resumed[-1]["details"] == {"found": True, "snapshot_id": done.new_snapshot_id}
+
+
+def test_slack_rate_limited_for_seconds_delays_no_copy_and_loses_no_reply(
+    server: BotServer, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
+) -> None:
+    request = ask_for_copy(server, slack, REQUESTER, automated(dws_snapshots).id, "ratelimited")
+    slack.rate_limit_for(8.0)
+    approved_at = time.monotonic()
+    click(server, APPROVER, Action.APPROVE, request)
+
+    deadline = approved_at + 1.0
+    while dws.copy_calls == 0:
+        assert time.monotonic() < deadline, "the copy waited for Slack"
+        time.sleep(0.01)
+
+    done = wait_state(server, request, State.SUCCEEDED, timeout=20)
+    for needle in ("approved request", str(done.new_snapshot_id), "is AVAILABLE"):
+        reply = wait_for_reply(slack, done, needle, timeout=20)
+        assert reply.get("channel") == request.channel_id
+    limited = [c for c in slack.calls("chat.postMessage") if c.get("thread_ts")]
+    assert len([c for c in limited if "approved request" in c["text"]]) >= 1
+    # Honouring Retry-After: a handful of refused calls, not a storm of them.
+    refused = [c for c in slack.calls() if c.method in ("chat.postMessage", "chat.update")]
+    assert len(refused) < 20, f"{len(refused)} calls while rate limited"
+
+
+def test_an_archived_channel_sends_the_new_snapshot_id_to_the_requester_by_dm(
+    server: BotServer, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
+) -> None:
+    request = ask_for_copy(server, slack, REQUESTER, automated(dws_snapshots).id, "archived")
+    assert request.channel_id is not None
+    slack.archived.add(request.channel_id)
+    click(server, APPROVER, Action.APPROVE, request)
+
+    done = wait_state(server, request, State.SUCCEEDED)
+
+    dm = slack.wait_for(
+        "chat.postMessage",
+        lambda c: c["channel"] == REQUESTER and str(done.new_snapshot_id) in c["text"],
+    )
+    assert "could not post" in dm["text"]
+    assert "slack_failed" in kinds(server, done.id)
+
+
+def test_without_approval_an_unpostable_channel_still_copies(
+    start_server: StartServer, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
+) -> None:
+    from tests.flow import modal_values, request_named, submit_modal
+    from tests.harness import POLICY_TOML
+
+    server = start_server(policy=POLICY_TOML.replace("required = true", "required = false"))
+    slack.archived.add("C0GONE")
+    answer = submit_modal(
+        server, REQUESTER, modal_values(automated(dws_snapshots).id, "no-channel"),
+        channel_id="C0GONE",
+    )
+    assert answer.status_code == 200 and answer.text == ""
+    request = request_named(server, "no-channel")
+
+    done = wait_state(server, request, State.SUCCEEDED)
+
+    assert done.message_ts is None
+    assert dws.copy_calls == 1
+    slack.wait_for(
+        "chat.postMessage",
+        lambda c: c["channel"] == REQUESTER and str(done.new_snapshot_id) in c["text"],
+    )
+    announce_tries = [c for c in slack.calls("chat.postMessage") if c["channel"] == "C0GONE"]
+    assert len(announce_tries) == 1, "a permanent refusal is not retried in a loop"
