@@ -60,6 +60,14 @@ def test_message_shortcut_is_the_one_the_app_registers(manifest: dict[str, Any])
     assert shortcut["name"] == "Copy DWS snapshot"
 
 
+def test_the_messages_tab_is_on_for_dm_fallbacks(manifest: dict[str, Any]) -> None:
+    # When a channel refuses a message (archived, bot removed), the outbox sends it by DM;
+    # Slack delivers a bot's DMs only while the app's Messages tab is enabled.
+    home = manifest["features"]["app_home"]
+    assert home["messages_tab_enabled"] is True
+    assert home["messages_tab_read_only_enabled"] is True
+
+
 def test_bot_events_are_exactly_the_handled_ones(manifest: dict[str, Any]) -> None:
     events = manifest["settings"]["event_subscriptions"]["bot_events"]
 
@@ -97,7 +105,6 @@ def test_app_settings(manifest: dict[str, Any]) -> None:
     assert settings["token_rotation_enabled"] is False
     assert features["bot_user"]["always_online"] is True
     assert features["app_home"]["home_tab_enabled"] is True
-    assert features["app_home"]["messages_tab_enabled"] is False
 
 
 def test_display_information_fits_slack_limits(manifest: dict[str, Any]) -> None:
