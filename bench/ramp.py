@@ -58,7 +58,7 @@ class Ramp:
 
     def approvals(self, count: int) -> Summary:
         """Approve-to-reply, one flow at a time on an otherwise idle bot."""
-        forget_copies(self.dws)
+        forget_copies(self.dws, self.driver.db_path)
         flows = [
             self.driver.full_flow(self._name("reply"), next(self._serial)) for _ in range(count)
         ]
@@ -70,7 +70,8 @@ class Ramp:
         """One step per concurrency, until a step's p99 acknowledgement passes the limit."""
         steps = []
         for concurrency in concurrencies:
-            forget_copies(self.dws)  # each step starts from the same small catalogue
+            # Each step starts from the same small catalogue.
+            forget_copies(self.dws, self.driver.db_path)
             step = self.step(concurrency, seconds)
             steps.append(step)
             if not step.sustained:

@@ -32,6 +32,7 @@ from bench.load import LoadProcess
 from bench.ramp import Ramp, Step
 from bench.report import Table, machine, summary_table, text
 from bench.servers import Served, launch
+from bench.soak import Soak, soak
 from bench.standins import WatchedSlack, start_dws, start_slack
 from bench.stats import Summary
 from bench.tables import ack_table, audit_rows, document, ramp_table, summary_rows
@@ -66,6 +67,7 @@ class Plan:
     audit_events: int
     audit_runs: int
     query_runs: int
+    soak_flows: int  # complete flows between the two readings of memory and open files
 
 
 FULL = Plan(
@@ -80,6 +82,7 @@ FULL = Plan(
     audit_events=1_000_000,
     audit_runs=11,
     query_runs=100,
+    soak_flows=3000,
 )
 QUICK = Plan(
     requests=40,
@@ -93,6 +96,7 @@ QUICK = Plan(
     audit_events=50_000,
     audit_runs=3,
     query_runs=20,
+    soak_flows=100,
 )
 
 
@@ -108,6 +112,7 @@ class Results:
     approvals: Summary | None = None
     steps: list[Step] = field(default_factory=list)
     audit: dict[str, auditdb.Timing] = field(default_factory=dict)
+    soak: Soak | None = None
     wall: float = 0.0
 
 
@@ -150,6 +155,9 @@ class Bench:
                 db=self.workdir / "snapcopy.db",
                 policy=policy,
             ),
+            # Copies are followed to AVAILABLE within a second, so the bot goes idle between
+            # steps instead of polling each copy for 15 s.
+            "SNAPCOPY_POLL_SECONDS": "1",
         }
 
     def _start(
@@ -203,6 +211,15 @@ class Bench:
         worker = bot.worker_pid()
         assert worker is not None, "gunicorn has no worker"
         self._flows(Ramp(driver, dws, worker))
+        self.results.soak = soak(
+            driver, dws, worker, self.workdir / "snapcopy.db", count=self.plan.soak_flows
+        )
+        flat = self.results.soak
+        _progress_line(
+            f"{flat.flows} flows: RSS {flat.before.rss_mb:.1f} -> {flat.after.rss_mb:.1f} MB, "
+            f"open files {flat.before.open_files} -> {flat.after.open_files}, database files "
+            f"{flat.before.database_files} -> {flat.after.database_files}"
+        )
 
     def _acks(self, acks: AckBench, kinds: list[Kind]) -> None:
         acks.sent_to_bot += 3  # the requests that made the pending and the handled request
@@ -279,7 +296,11 @@ class Bench:
 
 def _progress(what: str, p99_ms: float, bare_p99_ms: float | None = None) -> None:
     bare = f" (bare {bare_p99_ms:.1f} ms)" if bare_p99_ms is not None else ""
-    print(f"{what}: p99 {p99_ms:.1f} ms{bare}", file=sys.stderr, flush=True)
+    _progress_line(f"{what}: p99 {p99_ms:.1f} ms{bare}")
+
+
+def _progress_line(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
 
 # --- output ---------------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ class Served:
     def rss_mb(self) -> tuple[float, float]:
         """Resident memory (VmRSS) of the master and of the worker, in MB (10^6 bytes)."""
         worker = self.worker_pid()
-        return _vm_rss_mb(self.process.pid), _vm_rss_mb(worker) if worker else 0.0
+        return vm_rss_mb(self.process.pid), vm_rss_mb(worker) if worker else 0.0
 
     def stop(self) -> None:
         """SIGTERM and wait, as a platform stops a dyno; SIGKILL the group if it lingers."""
@@ -148,7 +148,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _vm_rss_mb(pid: int) -> float:
+def vm_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024 / 1e6

@@ -8,10 +8,12 @@ would make the stand-in, not the bot, the slowest part of the system).
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from bot.dws.models import Snapshot
@@ -114,14 +116,31 @@ def start_dws() -> tuple[DwsStandIn, Snapshot]:
     return standin, source
 
 
-def forget_copies(dws: DwsStandIn) -> int:
-    """Drop the copies the benchmark made from the DWS stand-in; returns how many.
+DRAIN_TIMEOUT = 120.0
+
+
+def wait_until_idle(db_path: Path, timeout: float = DRAIN_TIMEOUT) -> None:
+    """Until the bot owes no DWS job and no Slack message."""
+    deadline = time.monotonic() + timeout
+    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:
+        while time.monotonic() < deadline:
+            (owed,) = db.execute("SELECT count(*) FROM work WHERE done_at IS NULL").fetchone()
+            if owed == 0:
+                return
+            time.sleep(0.1)
+    raise TimeoutError(f"the bot still owed work after {timeout} s")
+
+
+def forget_copies(dws: DwsStandIn, db_path: Path) -> int:
+    """Once the bot owes nothing (no copy still followed), drop the copies the benchmark made
+    from the DWS stand-in; returns how many.
 
     snapcopy lists the whole snapshot catalogue to check a name (twice per flow), so a catalogue
     that grows by one snapshot per flow would make every later flow slower than the one before
     and the ramp would measure the catalogue's size. Between ramp steps it goes back to the
     seeded handful. The stand-in has no delete call, hence its private state.
     """
+    wait_until_idle(db_path)
     with dws._lock:
         copies = [key for key, record in dws._records.items() if record.created_at is not None]
         for key in copies:

@@ -31,8 +31,36 @@ def _ms(value: float) -> str:
 def summary_rows(results: Results) -> list[Row]:
     rows = _ack_rows(results.acks)
     rows += [_reply_row(results), _flows_row(results.steps), _start_row(results)]
-    rows += [_memory_row(results), *_query_rows(results)]
+    rows += [_memory_row(results), *_soak_rows(results), *_query_rows(results)]
     return rows
+
+
+# Flat means: what thousands of flows leave behind is noise, not growth.
+SOAK_RSS_GROWTH_MB = 15.0
+SOAK_FD_GROWTH = 5
+
+
+def _soak_rows(results: Results) -> list[Row]:
+    flat = results.soak
+    if flat is None:
+        return [Row("memory and open files over many flows", "not measured", "flat", False)]
+    before, after = flat.before, flat.after
+    return [
+        Row(
+            f"resident memory of the worker before and after {flat.flows:,} complete flows "
+            f"({flat.failures} failed, {flat.flows / flat.seconds:.0f}/s)",
+            f"{before.rss_mb:.1f} MB -> {after.rss_mb:.1f} MB",
+            f"grows < {SOAK_RSS_GROWTH_MB:.0f} MB",
+            after.rss_mb - before.rss_mb < SOAK_RSS_GROWTH_MB and flat.failures == 0,
+        ),
+        Row(
+            f"open files of the worker before and after {flat.flows:,} flows (of them SQLite)",
+            f"{before.open_files} ({before.database_files}) -> "
+            f"{after.open_files} ({after.database_files})",
+            f"grows <= {SOAK_FD_GROWTH}",
+            after.open_files - before.open_files <= SOAK_FD_GROWTH,
+        ),
+    ]
 
 
 def _ack_rows(acks: Sequence[AckResult]) -> list[Row]:

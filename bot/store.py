@@ -492,9 +492,11 @@ class Store:
         return self._query("SELECT * FROM work WHERE request_id = ? ORDER BY id", [request_id])
 
     def next_due(self, queue_name: str) -> str | None:
+        """When the earliest unfinished row nobody holds is due (a read: no write lock)."""
         rows = self._query(
-            "SELECT min(due_at) AS due FROM work WHERE queue = ? AND done_at IS NULL",
-            [queue_name],
+            "SELECT min(due_at) AS due FROM work WHERE queue = ? AND done_at IS NULL"
+            " AND (lease_until IS NULL OR lease_until < ?)",
+            [queue_name, now_iso()],
         )
         return rows[0]["due"] if rows else None
 

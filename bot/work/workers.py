@@ -141,21 +141,23 @@ class Workers:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                worked = self._run_one()
+                wait = self._run_one()
             except Exception:
                 log.exception("claiming work failed", extra={"queue": self.queue})
-                worked = False
-            if not worked:
-                self._sleep()
+                wait = self.idle_seconds
+            if wait > 0:
+                self._sleep(wait)
 
-    def _run_one(self) -> bool:
-        wait = self.hold_off()
+    def _run_one(self) -> float:
+        """Run one due row; returns how long to sleep before looking again (0: at once)."""
+        wait = max(self.hold_off(), self._until_due())
         if wait > 0:
-            self._sleep(min(wait, self.idle_seconds))
-            return True
+            return wait  # a read found nothing due: no write lock taken while idle
         claimed = self.store.claim(self.queue, self.holder, self.lease_seconds)
         if claimed is None:
-            return False
+            # What was due is held by another thread, or waits behind a row of its request
+            # that is: the holder goes on to it when it is done.
+            return self.idle_seconds
         try:
             result = self.handler(claimed)
         except Exception as error:
@@ -175,19 +177,21 @@ class Workers:
                 problem=result.problem,
                 fresh=result.fresh,
             )
-        return True
+        return 0.0
 
-    def _sleep(self, longest: float | None = None) -> None:
-        seconds = min(self._until_due(), longest if longest is not None else self.idle_seconds)
+    def _sleep(self, seconds: float) -> None:
+        """Until `seconds` pass (at most one idle poll), a wake(), or stop()."""
         with self._wakeup:
             generation = self._generation
             self._wakeup.wait_for(
                 lambda: self._generation != generation or self._stop.is_set(),
-                timeout=max(0.0, seconds),
+                timeout=min(seconds, self.idle_seconds),
             )
 
     def _until_due(self) -> float:
+        """Seconds until the earliest unfinished row is due (0 if one is); an idle poll's worth
+        when there is none, since another process may add some."""
         due = self.store.next_due(self.queue)
         if due is None:
             return self.idle_seconds
-        return min(self.idle_seconds, max(0.0, -age_seconds(due)))
+        return max(0.0, -age_seconds(due))
