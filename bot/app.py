@@ -167,11 +167,9 @@ def build_runtime(
         Workers(store, SLACK, outbox, holder, hold_off=outbox.hold_off),
     )
 
-    def wake() -> None:
-        for each in workers:
-            each.wake()
-
-    copies = CopyService(store, dws, policy, roles, wake=wake)
+    for each in workers:
+        store.on_new_work(each.wake)
+    copies = CopyService(store, dws, policy, roles)
     catalog = SnapshotCatalog(dws)
     after_ack = AfterAck()
     closers += [catalog.close, after_ack.close]

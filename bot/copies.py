@@ -12,7 +12,7 @@ the first decision on a request wins, and only the copy job talks to linked-copy
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -64,14 +64,11 @@ class CopyService:
         dws: DwsClient,
         policy: Policy,
         roles: RoleResolver,
-        *,
-        wake: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
         self.dws = dws
         self.policy = policy
         self.roles = roles
-        self._wake = wake  # new work is due now: the workers of this process look at once
         self._prechecks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="precheck")
 
     # --- asking --------------------------------------------------------------------------
@@ -185,7 +182,6 @@ class CopyService:
                 f"Request #{error.request_id} already uses the name {form.backup_name}; "
                 "pick another name.",
             ) from None
-        self._wake()
         return request
 
     # --- deciding ------------------------------------------------------------------------
@@ -251,7 +247,6 @@ class CopyService:
         )
         if decided is None:
             raise AlreadyHandled(self._get(request.id))
-        self._wake()
         return decided
 
     def deciding(self, request_id: int, user_id: str, *, action: str) -> CopyRequest:
@@ -293,8 +288,6 @@ class CopyService:
             actor=None,
             work=tell(News.EXPIRED),
         )
-        if expired is not None:
-            self._wake()
         return expired
 
     # --- work nobody is doing --------------------------------------------------------------
@@ -316,8 +309,6 @@ class CopyService:
                 continue
             self.store.add_work(request.id, [announce()])
             again.append(request.id)
-        if again:
-            self._wake()
         return again
 
     def resume_unowned(self) -> list[int]:
@@ -329,8 +320,6 @@ class CopyService:
                 request.id, "reconciled", None, {"state": request.state}, work=[copy_job()]
             )
             resumed.append(request.id)
-        if resumed:
-            self._wake()
         return resumed
 
     def status(self, request_id: int) -> CopyRequest | None:
@@ -341,7 +330,6 @@ class CopyService:
                 self.store.record_event(
                     request.id, "reconciled", None, {"state": request.state}, work=[copy_job()]
                 )
-                self._wake()
         return request
 
     def _get(self, request_id: int) -> CopyRequest:

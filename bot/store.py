@@ -20,7 +20,7 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -172,6 +172,10 @@ class Store:
         self._slots = threading.BoundedSemaphore(pool_size)
         self._opened: list[sqlite_utils.Database] = []
         self._lock = threading.Lock()
+        # Writers of this process take turns here rather than in SQLite's busy handler, which
+        # sleeps in steps of up to 100 ms; other processes still meet the busy timeout.
+        self._write_lock = threading.Lock()
+        self._work_listeners: list[Callable[[], None]] = []
         self._closed = False
         _create_private(self.path)
         with self._transaction() as db:
@@ -211,10 +215,14 @@ class Store:
             self._opened.append(db)
         return db
 
+    def on_new_work(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after every commit that added work (the workers wake up)."""
+        self._work_listeners.append(listener)
+
     @contextmanager
     def _transaction(self) -> Iterator[sqlite_utils.Database]:
         """BEGIN IMMEDIATE takes the write lock up front, so read-then-write cannot interleave."""
-        with self.connection() as db:
+        with self.connection() as db, self._write_lock:
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
@@ -222,6 +230,12 @@ class Store:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
+
+    def _added(self, work: Sequence[Work]) -> None:
+        """After a commit that added `work`: tell whoever waits for it."""
+        if work:
+            for listener in self._work_listeners:
+                listener()
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         with self.connection() as db:
@@ -280,6 +294,7 @@ class Store:
             if approved_event is not None:
                 _add_event(db, request_id, "approved", None, approved_event, stamp)
             _add_work(db, request_id, work, stamp)
+        self._added(work)
         return self.require(request_id)
 
     def transition(
@@ -313,6 +328,7 @@ class Store:
                 return None
             _add_event(db, request_id, event, actor, details or {}, stamp)
             _add_work(db, request_id, work, stamp)
+        self._added(work)
         return self.require(request_id)
 
     def update(
@@ -333,6 +349,7 @@ class Store:
             if event:
                 _add_event(db, request_id, event, actor, details or {}, stamp)
             _add_work(db, request_id, work, stamp)
+        self._added(work)
         return self.require(request_id)
 
     def add_dws_request_id(self, request_id: int, dws_request_id: str | None) -> None:
@@ -360,6 +377,7 @@ class Store:
             _add_event(db, request_id, kind, actor, details or {}, stamp)
             if request_id is not None:
                 _add_work(db, request_id, work, stamp)
+        self._added(work)
 
     def first_delivery(self, event_id: str) -> bool:
         """True the first time Slack delivers this event id; its retries get False."""
@@ -375,6 +393,7 @@ class Store:
     def add_work(self, request_id: int, work: Sequence[Work]) -> None:
         with self._transaction() as db:
             _add_work(db, request_id, work, now_iso())
+        self._added(work)
 
     def claim(self, queue_name: str, worker: str, lease_seconds: float) -> Claimed | None:
         """Take the lease on one due row of `queue_name`, or None when nothing is due.
@@ -435,6 +454,7 @@ class Store:
                     claimed.request_id, {**_encode(fields), "updated_at": stamp}
                 )
             _add_work(db, claimed.request_id, work, stamp)
+        self._added(work)
 
     def retry(
         self,

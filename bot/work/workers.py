@@ -4,7 +4,8 @@ Each `Workers` serves one queue (`dws` or `slack`) with a few threads. A thread 
 row with a lease (`Store.claim`: one conditional UPDATE, so threads and processes never run a row
 twice), hands it to the queue's handler, and applies the handler's `Result`: done (with the work
 that follows), or due again later. Threads sleep until the next row is due, a listener of this
-process `wake()`s them, or a short poll finds work another process added.
+process adds work (the store calls `wake()` after such a commit), or a short poll finds work
+another process added.
 
 Shutdown (`stop()`) stops claiming, lets calls in flight end, and gives back every lease this
 process holds: work is paused, never failed. A crashed holder's leases run out by themselves;
@@ -167,8 +168,6 @@ class Workers:
             result = Retry(after=60.0, error=f"internal error: {type(error).__name__}")
         if isinstance(result, Done):
             self.store.finish(claimed, result.outcome, work=result.then)
-            if result.then:
-                self.wake()
         else:
             self.store.retry(
                 claimed,
