@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 # DWS answers this fast or the modal is accepted and the checks wait for copy time.
 PRECHECK_BUDGET_SECONDS = 1.5
+# A request whose message never reached its channel is offered to the channel again this long.
+REPOST_WITHIN_SECONDS = 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -186,8 +188,12 @@ class CopyService:
 
     # --- deciding ------------------------------------------------------------------------
 
-    def approve(self, request_id: int, user_id: str) -> CopyRequest:
-        request = self.deciding(request_id, user_id, action="approve")
+    def audit_refusal(self, refusal: NotAllowed) -> None:
+        details = {"action": refusal.action, "needed": refusal.needed}
+        self.store.record_event(refusal.request_id, "refused", refusal.actor, details)
+
+    def approve(self, request_id: int, user_id: str, *, audit: bool = True) -> CopyRequest:
+        request = self.deciding(request_id, user_id, action="approve", audit=audit)
         if request.requested_by == user_id and not self.policy.approval.allow_self_approval:
             self.store.record_event(
                 request.id, "refused", user_id, {"action": "approve", "reason": "self approval"}
@@ -199,8 +205,10 @@ class CopyService:
             request, State.APPROVED, actor=user_id, work=(copy_job(),), approved_by=user_id
         )
 
-    def deny(self, request_id: int, user_id: str, reason: str | None = None) -> CopyRequest:
-        request = self.deciding(request_id, user_id, action="deny")
+    def deny(
+        self, request_id: int, user_id: str, reason: str | None = None, *, audit: bool = True
+    ) -> CopyRequest:
+        request = self.deciding(request_id, user_id, action="deny", audit=audit)
         return self._decide(
             request,
             State.DENIED,
@@ -249,18 +257,27 @@ class CopyService:
             raise AlreadyHandled(self._get(request.id))
         return decided
 
-    def deciding(self, request_id: int, user_id: str, *, action: str) -> CopyRequest:
-        """The request, if this user may decide it now; raises the reason otherwise."""
+    def deciding(
+        self, request_id: int, user_id: str, *, action: str, audit: bool = True
+    ) -> CopyRequest:
+        """The request, if this user may decide it now; raises the reason otherwise.
+
+        With `audit=False` a refusal for want of the role is not written yet: the caller is
+        acknowledging a click and calls `audit_refusal` once Slack has its answer.
+        """
         request = self._get(request_id)
         if not self.roles.has(user_id, Role.APPROVER):
-            self.store.record_event(
-                request.id, "refused", user_id, {"action": action, "needed": Role.APPROVER}
-            )
-            raise NotAllowed(
+            refusal = NotAllowed(
                 f"You need the approver role to {action} snapshot copies.",
                 needed=Role.APPROVER.value,
                 admins=self.roles.admins(),
+                request_id=request.id,
+                actor=user_id,
+                action=action,
             )
+            if audit:
+                self.audit_refusal(refusal)
+            raise refusal
         if request.state != State.PENDING_APPROVAL:
             raise AlreadyHandled(request)
         if request.expires_at and request.expires_at <= now_iso():
@@ -292,15 +309,19 @@ class CopyService:
 
     # --- work nobody is doing --------------------------------------------------------------
 
-    def announce_unposted(self, older_than_seconds: float) -> list[int]:
-        """Post again the live requests whose message never made it (the bot was not in the
-        channel, Slack refused) once their last try is `older_than_seconds` old."""
-        cutoff = iso(datetime.now(UTC) - timedelta(seconds=older_than_seconds))
+    def announce_unposted(
+        self, older_than_seconds: float, *, within_seconds: float = REPOST_WITHIN_SECONDS
+    ) -> list[int]:
+        """Try the channel again for requests whose message never made it there (the bot was
+        not in it, Slack refused), once their last try is `older_than_seconds` old, in whatever
+        state they are now: one decided or finished meanwhile is shown as it is. Requests older
+        than `within_seconds` are left alone; their people were told by DM."""
+        now = datetime.now(UTC)
+        cutoff = iso(now - timedelta(seconds=older_than_seconds))
+        oldest = iso(now - timedelta(seconds=within_seconds))
         again = []
-        for request in self.store.find(
-            states=[State.PENDING_APPROVAL, State.APPROVED, State.COPYING]
-        ):
-            if request.message_ts is not None or request.updated_at > cutoff:
+        for request in self.store.unposted(since=oldest):
+            if request.updated_at > cutoff:
                 continue
             tries = [row for row in self.store.work_rows(request.id) if row["kind"] == Say.ANNOUNCE]
             if any(row["done_at"] is None for row in tries):

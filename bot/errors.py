@@ -24,9 +24,22 @@ class SnapcopyError(Exception):
 
 
 class NotAllowed(SnapcopyError):
-    def __init__(self, message: str, *, needed: str, admins: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        needed: str,
+        admins: tuple[str, ...] = (),
+        request_id: int | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+    ) -> None:
         self.needed = needed
         self.admins = admins  # who can grant the role: the policy's admins
+        # What was refused, for the audit log.
+        self.request_id = request_id
+        self.actor = actor
+        self.action = action
         super().__init__(message)
 
 

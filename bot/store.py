@@ -32,7 +32,7 @@ import sqlite_utils
 from bot.domain import CopyRequest, NewRequest, State
 
 BUSY_TIMEOUT_MS = 5000
-POOL_SIZE = 12
+POOL_SIZE = 8
 
 # Each entry upgrades the schema by one version (PRAGMA user_version); append, never edit.
 MIGRATIONS: tuple[str, ...] = (
@@ -562,6 +562,14 @@ class Store:
         rows = self._query(
             "SELECT * FROM requests WHERE state = ? AND expires_at IS NOT NULL AND expires_at <= ?",
             [State.PENDING_APPROVAL.value, now],
+        )
+        return [_decode(row) for row in rows]
+
+    def unposted(self, *, since: str) -> list[CopyRequest]:
+        """Requests made since `since` whose message was never posted."""
+        rows = self._query(
+            "SELECT * FROM requests WHERE message_ts IS NULL AND created_at >= ? ORDER BY id",
+            [since],
         )
         return [_decode(row) for row in rows]
 

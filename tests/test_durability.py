@@ -159,3 +159,49 @@ def test_without_approval_an_unpostable_channel_still_copies(
     )
     announce_tries = [c for c in slack.calls("chat.postMessage") if c["channel"] == "C0GONE"]
     assert len(announce_tries) == 1, "a permanent refusal is not retried in a loop"
+
+
+def test_a_request_decided_before_its_message_could_be_posted_is_shown_decided(
+    start_server: StartServer, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
+) -> None:
+    from tests import slackreq
+    from tests.flow import modal_values, request_named, submit_modal
+
+    server = start_server()
+    slack.fail_next("chat.postMessage", error="not_in_channel")
+    submit_modal(server, REQUESTER, modal_values(automated(dws_snapshots).id, "late-post"))
+    request = request_named(server, "late-post")
+    # The channel refused it: the approver gets the request, with its buttons, by DM ...
+    dm = slack.wait_for(
+        "chat.postMessage", lambda c: c["channel"] == APPROVER and "blocks" in c.params
+    )
+    assert Action.APPROVE in str(dm["blocks"])
+    # ... and approves there.
+    answer = server.interact(
+        slackreq.block_actions(
+            APPROVER, Action.APPROVE, str(request.id), block_id=f"decision_{request.id}",
+            channel="D0APPROVER",
+        )
+    )
+    assert answer.status_code == 200
+    done = wait_state(server, request, State.SUCCEEDED)
+    assert done.message_ts is None
+    slack.wait_for(
+        "chat.postMessage",
+        lambda c: c["channel"] == REQUESTER and str(done.new_snapshot_id) in c["text"],
+    )
+
+    # Once the bot is in the channel (here: at the next start), the request is shown there as
+    # it is now: copied, with no buttons left to click.
+    server.stop()
+    restarted = start_server()
+    posted = slack.wait_for(
+        "chat.postMessage",
+        lambda c: c["channel"] == request.channel_id and "(request #" in c["text"]
+        and "AVAILABLE" in c["text"],
+    )
+    assert Action.APPROVE not in str(posted["blocks"])
+    deadline = time.monotonic() + 5
+    while restarted.store.require(request.id).message_ts is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)

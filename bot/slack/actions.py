@@ -12,7 +12,7 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
-from bot.errors import SnapcopyError, UnknownRequest
+from bot.errors import NotAllowed, SnapcopyError, UnknownRequest
 from bot.slack import views
 from bot.slack.errors import report, reports_errors
 from bot.slack.forms import action_request_id
@@ -29,7 +29,8 @@ def register(app: App, services: Services) -> None:
         # Identity is the signed payload's user; the request comes from the database, never
         # from the message the button sits in.
         try:
-            services.copies.approve(_request_id(body), body["user"]["id"])
+            # A refusal is audited after the acknowledgement; the decision itself before it.
+            services.copies.approve(_request_id(body), body["user"]["id"], audit=False)
         except SnapcopyError as error:
             context["refusal"] = error
         ack()
@@ -37,6 +38,8 @@ def register(app: App, services: Services) -> None:
     @reports_errors
     def after_approval(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
         refusal = context.get("refusal")
+        if isinstance(refusal, NotAllowed):
+            services.copies.audit_refusal(refusal)
         if refusal is not None:
             report(refusal, body, client)
         if (body.get("view") or {}).get("type") == "home":

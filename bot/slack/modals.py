@@ -58,16 +58,22 @@ def register(app: App, services: Services) -> None:
         try:
             if metadata.request_id is None:
                 raise UnknownRequest("This form does not name a request.")
-            services.copies.deny(metadata.request_id, body["user"]["id"], (reason or "").strip())
+            services.copies.deny(
+                metadata.request_id, body["user"]["id"], (reason or "").strip(), audit=False
+            )
         except SnapcopyError as error:
             text = sentence_for(error) or error.message
             ack(response_action="errors", errors={Block.DENY_REASON: text})
+            context["refusal"] = error
             return
         context["denied_from_home"] = metadata.from_home
         ack()
 
     @reports_errors
     def after_deny(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+        refusal = context.get("refusal")
+        if isinstance(refusal, NotAllowed):
+            services.copies.audit_refusal(refusal)  # once Slack has its answer
         if context.get("denied_from_home"):
             publish_home(services, client, body["user"]["id"])
 
