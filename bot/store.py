@@ -222,7 +222,8 @@ class Store:
     @contextmanager
     def _transaction(self) -> Iterator[sqlite_utils.Database]:
         """BEGIN IMMEDIATE takes the write lock up front, so read-then-write cannot interleave."""
-        with self.connection() as db, self._write_lock:
+        # The lock first: a writer waiting for its turn holds no connection readers could use.
+        with self._write_lock, self.connection() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
