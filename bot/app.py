@@ -88,15 +88,22 @@ class Runtime:
         while not self.stop.wait(self._sweep_seconds()):
             try:
                 copies.expire_due()
+                copies.remind_due()
                 copies.announce_unposted(older_than_seconds=REANNOUNCE_SECONDS)
                 release_dead_holders(self.store)
             except Exception:
                 log.exception("background sweep failed")
 
     def _sweep_seconds(self) -> float:
-        # Short policies (tests, drills) get a sweep well inside their expiry time.
-        expiry = self.policy.approval.expires_after_minutes * 60
-        return max(0.2, min(EXPIRY_SWEEP_SECONDS, expiry / 4))
+        # Short policies (tests, drills) get a sweep well inside their shortest wait.
+        tables = [self.policy.approval, *self.policy.rules]
+        waits = [
+            minutes * 60
+            for table in tables
+            for minutes in (table.expires_after_minutes, table.remind_after_minutes)
+            if minutes is not None
+        ]
+        return max(0.2, min(EXPIRY_SWEEP_SECONDS, *(wait / 4 for wait in waits)))
 
     def close(self) -> None:
         """Stop claiming work, let calls in flight end, give the rest back; safe to call twice."""

@@ -12,6 +12,7 @@ the first decision on a request wins, and only the copy job talks to linked-copy
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -19,11 +20,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.config import Policy, Role
+from bot.config import ApprovalPolicy, Policy, Role
 from bot.copier import copy_job
 from bot.domain import CopyRequest, NewRequest, State
 from bot.dws.client import DwsClient
 from bot.dws.errors import DwsError
+from bot.dws.models import Snapshot
 from bot.dws.validation import (
     InvalidInput,
     validate_backup_name,
@@ -31,6 +33,7 @@ from bot.dws.validation import (
     validate_snapshot_id,
 )
 from bot.errors import (
+    AlreadyApproved,
     AlreadyHandled,
     BadInput,
     NotAllowed,
@@ -57,6 +60,11 @@ class CopyForm:
     source_snapshot_id: str
     backup_name: str
     description: str
+    reason: str | None = None
+
+
+# Free text that DWS never sees (the reason) still ends up in Slack blocks: keep it sane.
+REASON_MAX_CHARS = 500
 
 
 class CopyService:
@@ -85,31 +93,43 @@ class CopyService:
         )
 
     @staticmethod
-    def validate(snapshot_id: str, backup_name: str, description: str | None) -> CopyForm:
-        """Check the three fields against DWS's rules; BadInput names the field at fault."""
+    def validate(
+        snapshot_id: str, backup_name: str, description: str | None, reason: str | None = None
+    ) -> CopyForm:
+        """Check the fields against DWS's rules; BadInput names the field at fault. The reason
+        is ours, not DWS's: any characters, a bounded length."""
         try:
-            return CopyForm(
+            form = CopyForm(
                 source_snapshot_id=validate_snapshot_id(snapshot_id or ""),
                 backup_name=validate_backup_name(backup_name or ""),
                 description=validate_description(description),
+                reason=(reason or "").strip() or None,
             )
         except InvalidInput as error:
             raise BadInput(error.field, error.message) from None
+        if form.reason and len(form.reason) > REASON_MAX_CHARS:
+            raise BadInput(
+                "reason", f"Keep the reason under {REASON_MAX_CHARS} characters; link to details."
+            )
+        return form
 
-    def precheck(self, form: CopyForm, budget: float = PRECHECK_BUDGET_SECONDS) -> None:
-        """Ask DWS whether the source is copyable and the name free, if it answers in time.
+    def precheck(self, form: CopyForm, budget: float = PRECHECK_BUDGET_SECONDS) -> Snapshot | None:
+        """Ask DWS whether the source is copyable and the name free, if it answers in time;
+        returns the source snapshot as DWS describes it, or None when DWS did not say.
 
-        A slow or failing DWS does not block the request: the copy checks again anyway.
+        A slow or failing DWS does not block the request: the copy checks again anyway. Only
+        a policy with per-cluster rules needs the answer (see `_approval_for`).
         """
         future = self._prechecks.submit(self._precheck, form)
         try:
-            future.result(timeout=budget)
+            return future.result(timeout=budget)
         except FutureTimeout:
             log.info("precheck skipped: DWS is slow", extra={"budget": budget})
         except DwsError as error:
             log.info("precheck skipped: %s", error, extra={"error_code": error.error_code})
+        return None
 
-    def _precheck(self, form: CopyForm) -> None:
+    def _precheck(self, form: CopyForm) -> Snapshot:
         try:
             source = self.dws.get_snapshot(form.source_snapshot_id)
         except DwsError as error:
@@ -130,6 +150,7 @@ class CopyService:
                 "backup_name",
                 f"A snapshot named {form.backup_name} already exists; pick another name.",
             )
+        return source
 
     def ask(
         self,
@@ -140,33 +161,80 @@ class CopyService:
         description: str | None,
         channel_id: str | None,
         thread_ts: str | None = None,
+        reason: str | None = None,
     ) -> CopyRequest:
         """Everything between a filled-in form and a recorded request, in this order: the role
         first (nobody without it learns anything from DWS), then DWS's rules, then DWS itself.
         """
         self.ensure_role(requested_by, Role.REQUESTER, action="request snapshot copies")
-        form = self.validate(snapshot_id, backup_name, description)
+        form = self.validate(snapshot_id, backup_name, description, reason)
         if not channel_id:
             raise BadInput("channel", "Choose the channel where the request is posted.")
-        self.precheck(form)
+        source = self.precheck(form)
+        approval = self._approval_for(form, source)
+        if approval.settings.require_reason and not form.reason:
+            raise BadInput(
+                "reason",
+                "Copies of this cluster's snapshots need a reason or an incident link.",
+            )
         return self._record(
-            form, requested_by=requested_by, channel_id=channel_id, thread_ts=thread_ts
-        )
-
-    def _record(
-        self, form: CopyForm, *, requested_by: str, channel_id: str, thread_ts: str | None
-    ) -> CopyRequest:
-        """Record the request. With approval required it waits; otherwise it is approved."""
-        new = NewRequest(
-            source_snapshot_id=form.source_snapshot_id,
-            backup_name=form.backup_name,
-            description=form.description,
+            form,
+            source,
+            approval,
             requested_by=requested_by,
             channel_id=channel_id,
             thread_ts=thread_ts,
         )
-        required = self.policy.approval.required
-        expires = datetime.now(UTC) + timedelta(minutes=self.policy.approval.expires_after_minutes)
+
+    def _approval_for(self, form: CopyForm, source: Snapshot | None) -> ApprovalPolicy:
+        """How this request is approved: the first rule matching the source's cluster."""
+        if source is None and self.policy.rules:
+            # Guessing a rule could ask too little of a production copy: fail closed.
+            raise BadInput(
+                "snapshot_id",
+                "DWS did not say in time which cluster this snapshot belongs to, and approval "
+                "depends on it; submit again in a moment.",
+            )
+        if source is None:
+            return self.policy.for_cluster(None, None)
+        return self.policy.for_cluster(source.cluster_id, source.cluster_name)
+
+    def _record(
+        self,
+        form: CopyForm,
+        source: Snapshot | None,
+        approval: ApprovalPolicy,
+        *,
+        requested_by: str,
+        channel_id: str,
+        thread_ts: str | None,
+    ) -> CopyRequest:
+        """Record the request. With approval required it waits; otherwise it is approved."""
+        settings = approval.settings
+        now = datetime.now(UTC)
+        required = settings.required
+        remind = settings.remind_after_minutes if required else None
+        new = NewRequest(
+            source_snapshot_id=form.source_snapshot_id,
+            backup_name=form.backup_name,
+            description=form.description,
+            reason=form.reason,
+            requested_by=requested_by,
+            channel_id=channel_id,
+            thread_ts=thread_ts,
+            cluster_id=source.cluster_id if source else None,
+            cluster_name=source.cluster_name if source else None,
+            source_name=source.name if source else None,
+            source_started=source.started if source else None,
+            source_size=source.size if source else None,
+            approvals_needed=settings.approvals,
+            approvers=list(approval.approvers),
+            notify=list(approval.notify),
+            allow_self_approval=settings.allow_self_approval,
+            rule=approval.rule,
+            remind_at=iso(now + timedelta(minutes=remind)) if remind else None,
+        )
+        expires = now + timedelta(minutes=settings.expires_after_minutes)
         # Without approval the copy starts whether or not the message can be posted.
         work: list[Work] = [announce()] if required else [announce(), copy_job()]
         try:
@@ -193,17 +261,27 @@ class CopyService:
         self.store.record_event(refusal.request_id, "refused", refusal.actor, details)
 
     def approve(self, request_id: int, user_id: str, *, audit: bool = True) -> CopyRequest:
+        """Count one approval; the last one needed approves the request and starts the copy,
+        all in one transaction, so the copy starts once however the clicks race."""
         request = self.deciding(request_id, user_id, action="approve", audit=audit)
-        if request.requested_by == user_id and not self.policy.approval.allow_self_approval:
+        if request.requested_by == user_id and not request.allow_self_approval:
             self.store.record_event(
                 request.id, "refused", user_id, {"action": "approve", "reason": "self approval"}
             )
             raise SelfApproval(
                 f"You asked for request #{request.id} yourself; another approver has to approve it."
             )
-        return self._decide(
-            request, State.APPROVED, actor=user_id, work=(copy_job(),), approved_by=user_id
+        outcome, approved = self.store.approve(
+            request.id,
+            user_id,
+            complete=(copy_job(), *tell(News.APPROVED)),
+            partial=tell(News.APPROVAL),
         )
+        if outcome == "handled":
+            raise AlreadyHandled(approved)
+        if outcome == "again":
+            raise AlreadyApproved(approved)
+        return approved
 
     def deny(
         self, request_id: int, user_id: str, reason: str | None = None, *, audit: bool = True
@@ -266,9 +344,9 @@ class CopyService:
         acknowledging a click and calls `audit_refusal` once Slack has its answer.
         """
         request = self._get(request_id)
-        if not self.roles.has(user_id, Role.APPROVER):
+        if not self.may_decide(user_id, request):
             refusal = NotAllowed(
-                f"You need the approver role to {action} snapshot copies.",
+                self._who_may_decide(request, action),
                 needed=Role.APPROVER.value,
                 admins=self.roles.admins(),
                 request_id=request.id,
@@ -287,6 +365,69 @@ class CopyService:
                 f"{_minutes(self.policy.approval.expires_after_minutes)}; ask for a new one."
             )
         return request
+
+    def may_decide(self, user_id: str, request: CopyRequest) -> bool:
+        """Admins always may; otherwise those the request names as its approvers (a rule's
+        approvers, fixed when it was made), or the approver role where it names none."""
+        if self.roles.has(user_id, Role.ADMIN):
+            return True
+        if request.approvers:
+            return self.roles.is_among(user_id, request.approvers)
+        return self.roles.has(user_id, Role.APPROVER)
+
+    @staticmethod
+    def _who_may_decide(request: CopyRequest, action: str) -> str:
+        if request.approvers and request.rule is not None:
+            return (
+                f"Only the approvers of this cluster's rule (or an admin) can {action} request "
+                f"{request.label}."
+            )
+        return f"You need the approver role to {action} snapshot copies."
+
+    def remind_due(self) -> list[int]:
+        """Ping the approvers of requests still waiting at their reminder time, once each."""
+        return [
+            request.id
+            for request in self.store.due_reminders(now_iso())
+            if self.store.take_reminder(request.id, tell(News.REMINDER))
+        ]
+
+    def retry(self, request_id: int, user_id: str) -> CopyRequest:
+        """Try a failed copy again: a new, audited attempt that looks the name up first, so
+        a copy an earlier attempt did make is adopted, never made twice."""
+        request = self._get(request_id)
+        if request.requested_by != user_id and not self.roles.has(user_id, Role.ADMIN):
+            self.store.record_event(request.id, "refused", user_id, {"action": "retry"})
+            raise NotAllowed(
+                "Only the requester or an admin can retry a failed copy.",
+                needed=Role.ADMIN.value,
+                admins=self.roles.admins(),
+            )
+        if request.state != State.FAILED:
+            raise AlreadyHandled(request)
+        try:
+            retried = self.store.transition(
+                request.id,
+                allowed_from=[State.FAILED],
+                to=State.COPYING,
+                event="retried",
+                actor=user_id,
+                details={"previous_error": request.error},
+                work=(copy_job(), *tell(News.RETRIED)),
+                new_snapshot_id=None,
+                snapshot_status=None,
+                error=None,
+                error_code=None,
+            )
+        except sqlite3.IntegrityError:
+            raise BadInput(
+                "backup_name",
+                f"Another request uses the name {request.backup_name} now; ask again with "
+                "another name.",
+            ) from None
+        if retried is None:
+            raise AlreadyHandled(self._get(request.id))
+        return retried
 
     def expire_due(self) -> list[CopyRequest]:
         """Expire every pending request past its deadline; the sweeper calls this."""

@@ -43,7 +43,9 @@ class CopyRequest(BaseModel):
     source_snapshot_id: str
     backup_name: str
     description: str = ""
+    reason: str | None = None
     requested_by: str
+    # Everyone who approved, in order, comma-separated ("U1,U2").
     approved_by: str | None = None
     denied_by: str | None = None
     deny_reason: str | None = None
@@ -58,21 +60,52 @@ class CopyRequest(BaseModel):
     created_at: str
     updated_at: str
     expires_at: str | None = None
+    # The source as DWS described it when the request was made (None: DWS did not say).
+    cluster_id: str | None = None
+    cluster_name: str | None = None
+    source_name: str | None = None
+    source_started: str | None = None
+    source_size: float | None = None
+    # How it is approved, fixed when it was made (the policy may change while it waits).
+    approvals_needed: int = 1
+    approvers: list[str] = []  # who may approve besides admins; empty: the approver role
+    notify: list[str] = []  # who is mentioned on it
+    allow_self_approval: bool = False
+    rule: int | None = None  # the [[rules]] table that matched, None for [approval]
+    remind_at: str | None = None
 
     @property
     def label(self) -> str:
         """How people refer to a request in Slack: `#12`."""
         return f"#{self.id}"
 
+    @property
+    def approvals(self) -> list[str]:
+        """Who approved it so far, in order."""
+        return [user for user in (self.approved_by or "").split(",") if user]
+
 
 class NewRequest(BaseModel):
-    """What a person asked for; validated before it becomes a row."""
+    """What a person asked for, and how it is to be approved; validated before it becomes a
+    row."""
 
     model_config = ConfigDict(frozen=True)
 
     source_snapshot_id: str
     backup_name: str
     description: str = ""
+    reason: str | None = None
     requested_by: str
     channel_id: str
     thread_ts: str | None = None
+    cluster_id: str | None = None
+    cluster_name: str | None = None
+    source_name: str | None = None
+    source_started: str | None = None
+    source_size: float | None = None
+    approvals_needed: int = 1
+    approvers: list[str] = []
+    notify: list[str] = []
+    allow_self_approval: bool = False
+    rule: int | None = None
+    remind_at: str | None = None

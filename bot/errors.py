@@ -4,6 +4,7 @@
      ├── NotAllowed          the caller lacks the role an action needs
      ├── SelfApproval        the requester tried to approve their own request
      ├── AlreadyHandled      somebody else already approved, denied or cancelled it
+     ├── AlreadyApproved     this person's approval is counted already (N-of-M)
      ├── RequestExpired      the request waited longer than the policy allows
      ├── UnknownRequest      no request has that id
      ├── BadInput            a field is wrong; `.field` names it (modal block or command word)
@@ -51,6 +52,18 @@ class AlreadyHandled(SnapcopyError):
     def __init__(self, request: CopyRequest) -> None:
         self.request = request
         super().__init__(f"Request #{request.id} was already handled: it is {request.state}.")
+
+
+class AlreadyApproved(SnapcopyError):
+    """The same person approved twice: it counts once."""
+
+    def __init__(self, request: CopyRequest) -> None:
+        self.request = request
+        missing = request.approvals_needed - len(request.approvals)
+        super().__init__(
+            f"You already approved request #{request.id}; it still needs {missing} more "
+            f"approval{'s' if missing != 1 else ''} from someone else."
+        )
 
 
 class RequestExpired(SnapcopyError):

@@ -21,7 +21,10 @@ SLACK = "slack"
 class News(StrEnum):
     """What the lifecycle tells people about; the Slack layer decides how."""
 
+    APPROVAL = "approval"  # one more approval, more needed
     APPROVED = "approved"
+    REMINDER = "reminder"
+    RETRIED = "retried"
     DENIED = "denied"
     EXPIRED = "expired"
     CANCELLED = "cancelled"

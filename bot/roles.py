@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from bot.config import ROLE_IMPLIES, Policy, Role
@@ -70,6 +70,13 @@ class RoleResolver:
             if role in ROLE_IMPLIES[held] and user_id in self._policy.roles.holders(held):
                 return True
         return role in self.roles_of(user_id)
+
+    def is_among(self, user_id: str, holders: Iterable[str]) -> bool:
+        """Whether the user is one of `holders` (user IDs), or in one of them (group IDs)."""
+        listed = list(holders)
+        if user_id in listed:
+            return True
+        return any(holder.startswith("S") and user_id in self._members(holder) for holder in listed)
 
     def admins(self) -> tuple[str, ...]:
         """The policy's admin entries (users and groups): who can grant roles."""

@@ -22,7 +22,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -101,9 +101,32 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE UNIQUE INDEX work_one_dws_job ON work (request_id)
         WHERE queue = 'dws' AND done_at IS NULL;
     """,
+    """
+    ALTER TABLE requests ADD COLUMN reason TEXT;
+    ALTER TABLE requests ADD COLUMN cluster_id TEXT;
+    ALTER TABLE requests ADD COLUMN cluster_name TEXT;
+    ALTER TABLE requests ADD COLUMN source_name TEXT;
+    ALTER TABLE requests ADD COLUMN source_started TEXT;
+    ALTER TABLE requests ADD COLUMN source_size REAL;
+    ALTER TABLE requests ADD COLUMN approvals_needed INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE requests ADD COLUMN approvers TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE requests ADD COLUMN notify TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE requests ADD COLUMN allow_self_approval INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE requests ADD COLUMN rule INTEGER;
+    ALTER TABLE requests ADD COLUMN remind_at TEXT;
+    CREATE INDEX requests_remind_at ON requests (remind_at) WHERE remind_at IS NOT NULL;
+    CREATE TABLE approvals (
+        request_id INTEGER NOT NULL REFERENCES requests (id),
+        user_id TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (request_id, user_id)
+    );
+    """,
 )
 
 REQUEST_COLUMNS = tuple(CopyRequest.model_fields)
+# Columns that hold a JSON list.
+LIST_COLUMNS = frozenset({"dws_request_ids", "approvers", "notify"})
 
 
 def iso(moment: datetime) -> str:
@@ -280,7 +303,7 @@ class Store:
         """Record a request, its `requested` event (and `approved` when no approval is needed)
         and the work it causes, in one transaction."""
         stamp = now_iso()
-        row = new.model_dump() | {
+        row = _encode(new.model_dump()) | {
             "state": state.value,
             "created_at": stamp,
             "updated_at": stamp,
@@ -352,6 +375,88 @@ class Store:
             _add_work(db, request_id, work, stamp)
         self._added(work)
         return self.require(request_id)
+
+    def approve(
+        self,
+        request_id: int,
+        user_id: str,
+        *,
+        complete: Sequence[Work],
+        partial: Sequence[Work],
+    ) -> tuple[str, CopyRequest]:
+        """Count `user_id`'s approval of a waiting request, in one transaction.
+
+        Returns what happened, and the request after it:
+        - "approved": this was the last approval needed; the request is `approved` and the
+          `complete` work is added (the copy job, the news);
+        - "counted": more approvals are needed; the `partial` work is added;
+        - "again": this person had approved it already; nothing changed;
+        - "handled": it is not waiting for approval any more; nothing changed.
+        The approvals table's key makes a person count once, however often and wherever
+        (thread, App Home, another process) they click.
+        """
+        stamp = now_iso()
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT state, approvals_needed FROM requests WHERE id = ?", [request_id]
+            ).fetchone()
+            if row is None or row[0] != State.PENDING_APPROVAL.value:
+                outcome, work = "handled", []
+            elif not db.execute(
+                "INSERT OR IGNORE INTO approvals (request_id, user_id, at) VALUES (?, ?, ?)",
+                [request_id, user_id, stamp],
+            ).rowcount:
+                outcome, work = "again", []
+            else:
+                users = [
+                    user
+                    for (user,) in db.execute(
+                        "SELECT user_id FROM approvals WHERE request_id = ? ORDER BY at, rowid",
+                        [request_id],
+                    ).fetchall()
+                ]
+                done = len(users) >= row[1]
+                chosen = complete if done else partial
+                outcome = "approved" if done else "counted"
+                # Messages about this approval say whose it was and how many there are now,
+                # whenever they are delivered.
+                details = {"by": user_id, "count": len(users)}
+                work = [replace(item, payload={**item.payload, **details}) for item in chosen]
+                db.execute(
+                    "UPDATE requests SET approved_by = ?, updated_at = ?"
+                    + (", state = 'approved'" if done else "")
+                    + " WHERE id = ?",
+                    [",".join(users), stamp, request_id],
+                )
+                details = {"approvals": users, "needed": row[1]}
+                event = "approved" if done else "approval"
+                _add_event(db, request_id, event, user_id, details, stamp)
+                _add_work(db, request_id, work, stamp)
+        self._added(work)
+        return outcome, self.require(request_id)
+
+    def due_reminders(self, now: str) -> list[CopyRequest]:
+        rows = self._query(
+            "SELECT * FROM requests WHERE remind_at IS NOT NULL AND remind_at <= ? AND state = ?",
+            [now, State.PENDING_APPROVAL.value],
+        )
+        return [_decode(row) for row in rows]
+
+    def take_reminder(self, request_id: int, work: Sequence[Work]) -> bool:
+        """Clear a due reminder and add its work, once, whoever else tries at the same time."""
+        stamp = now_iso()
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE requests SET remind_at = NULL WHERE id = ? AND remind_at IS NOT NULL"
+                " AND state = ?",
+                [request_id, State.PENDING_APPROVAL.value],
+            )
+            if cursor.rowcount != 1:
+                return False
+            _add_event(db, request_id, "reminded", None, {}, stamp)
+            _add_work(db, request_id, work, stamp)
+        self._added(work)
+        return True
 
     def add_dws_request_id(self, request_id: int, dws_request_id: str | None) -> None:
         if not dws_request_id:
@@ -674,6 +779,5 @@ def _encode(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def _decode(row: dict[str, Any]) -> CopyRequest:
-    return CopyRequest.model_validate(
-        row | {"dws_request_ids": json.loads(row.get("dws_request_ids") or "[]")}
-    )
+    lists = {column: json.loads(row.get(column) or "[]") for column in LIST_COLUMNS}
+    return CopyRequest.model_validate(row | lists)

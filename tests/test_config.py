@@ -202,10 +202,28 @@ def test_example_policy_file_parses() -> None:
         ('[rolez]\nrequester = ["U0A"]\n', "unknown key 'rolez'"),
         ('[roles]\nrequester = ["alice"]\n', "'alice' is not a Slack user ID"),
         ('[roles]\napprover = ["u0lowercase"]\n', "'u0lowercase'"),
-        ('[roles]\nadmin = "U0ADMIN"\n', "'roles.admin'"),
+        ('[roles]\nadmin = ["U0ADMIN", 7]\n', "'roles.admin'"),
         ('[approval]\nrequired = "yes"\n', "'approval.required'"),
         ("[approval]\nallow_self_approval = 1\n", "'approval.allow_self_approval'"),
         ("[approval]\nexpires_after_minutes = -5\n", "'approval.expires_after_minutes'"),
+        ("[approval]\nexpires_after_minutes = 1e10\n", "'approval.expires_after_minutes'"),
+        ("[approval]\napprovals = 0\n", "'approval.approvals'"),
+        ("[approval]\napprovals = 1.5\n", "'approval.approvals'"),
+        ("[approval]\nremind_after_minutes = nan\n", "'approval.remind_after_minutes'"),
+        ('[approval]\nnotify = ["bob"]\n', "'bob' is not a Slack user ID"),
+        ("[[rules]]\napprovals = 2\n", "[[rules]] #1 (line 1) 'clusters'"),
+        ('[[rules]]\nclusters = []\n', "[[rules]] #1 (line 1) 'clusters'"),
+        ('[[rules]]\nclusters = ["prod-[a"]\n', "'prod-[a' is not a cluster name glob"),
+        ('[[rules]]\nclusters = ["prod *"]\n', "is not a cluster name glob"),
+        ('\n[[rules]]\nclusters = ["x"]\ncluster = ["y"]\n', "#1 (line 2) unknown key 'cluster'"),
+        (
+            '[[rules]]\nclusters = ["*"]\n\n[[rules]]\nclusters = ["prod-*"]\n',
+            "[[rules]] #2 (line 4) can never match: rule 1 before it matches every cluster",
+        ),
+        (
+            '[[rules]]\nclusters = ["prod-*", "dev"]\n[[rules]]  # again\nclusters = ["dev"]\n',
+            "[[rules]] #2 (line 3) can never match: earlier rules already match",
+        ),
     ],
 )
 def test_malformed_policy_is_explained(text: str, expected: str) -> None:
@@ -215,6 +233,71 @@ def test_malformed_policy_is_explained(text: str, expected: str) -> None:
     message = "\n".join(caught.value.problems)
     assert message.startswith("policy.toml")
     assert expected in message
+
+
+def test_a_single_id_where_a_list_is_expected_is_a_list_of_one() -> None:
+    policy = parse_policy('[roles]\nadmin = "U0ADMIN"\n[approval]\nnotify = "S0DBA"\n')
+
+    assert policy.roles.admin == ("U0ADMIN",)
+    assert policy.approval.notify == ("S0DBA",)
+
+
+RULES = """\
+[roles]
+approver = ["U0APPROVE"]
+admin = ["U0ADMIN"]
+
+[approval]
+expires_after_minutes = 240
+notify = ["S0DBA"]
+
+[[rules]]
+clusters = ["prod-*", "0b7e4c1d-8f2a-4e6b-a3d5-9c8b7a6f5e4d"]
+approvers = ["S0PRODDBA"]
+approvals = 2
+remind_after_minutes = 30
+
+[[rules]]
+clusters = ["dev-?"]
+required = false
+"""
+
+
+@pytest.mark.parametrize(
+    ("cluster_id", "cluster_name", "rule", "approvals", "approvers", "required"),
+    [
+        (None, "prod-east", 1, 2, ("S0PRODDBA",), True),
+        (None, "PROD-west", 1, 2, ("S0PRODDBA",), True),
+        ("0B7E4C1D-8F2A-4E6B-A3D5-9C8B7A6F5E4D", "analytics", 1, 2, ("S0PRODDBA",), True),
+        (None, "dev-1", 2, 1, ("U0APPROVE",), False),
+        (None, "dev-10", None, 1, ("U0APPROVE",), True),
+        (None, None, None, 1, ("U0APPROVE",), True),
+    ],
+)
+def test_the_first_rule_matching_the_cluster_decides_how_it_is_approved(
+    cluster_id: str | None,
+    cluster_name: str | None,
+    rule: int | None,
+    approvals: int,
+    approvers: tuple[str, ...],
+    required: bool,
+) -> None:
+    chosen = parse_policy(RULES).for_cluster(cluster_id, cluster_name)
+
+    assert chosen.rule == rule
+    assert chosen.settings.approvals == approvals
+    assert chosen.approvers == approvers
+    assert chosen.settings.required is required
+    # Keys a rule does not set come from [approval].
+    assert chosen.settings.expires_after_minutes == 240
+    assert chosen.notify == ("S0DBA",)
+
+
+def test_notify_defaults_to_the_approvers_of_the_request() -> None:
+    policy = parse_policy(RULES.replace('notify = ["S0DBA"]\n', ""))
+
+    assert policy.for_cluster(None, "prod-1").notify == ("S0PRODDBA",)
+    assert policy.for_cluster(None, "other").notify == ("U0APPROVE",)
 
 
 @pytest.mark.parametrize("slack_id", ["U01ALICE", "W0123ABC", "S0DWSONCALL"])

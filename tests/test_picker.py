@@ -111,9 +111,10 @@ def test_each_option_shows_name_cluster_date_and_size_and_carries_the_id(
         assert option["text"]["type"] == "plain_text"
         text = option["text"]["text"]
         assert len(text) <= OPTION_TEXT_LIMIT
-        cluster = PROD if snapshot.name.startswith("dws-prod") else ANALYTICS
+        # The cluster's name, as real DWS gives it in every list item.
+        cluster = "dws-prod" if snapshot.name.startswith("dws-prod") else "dws-analytics"
         started = (snapshot.started or "")[:16].replace("T", " ")
-        size = "180.4 GB" if cluster == PROD else "37.9 GB"
+        size = "180.4 GB" if cluster == "dws-prod" else "37.9 GB"
         assert text == f"{snapshot.name} · {cluster} · {started} · {size}"
 
 

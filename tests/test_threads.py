@@ -306,14 +306,18 @@ def test_mention_copy_problems_are_answered_in_the_thread_and_nothing_is_asked(
     assert dws.copy_calls == 0
 
 
-def test_mention_copy_without_a_role_is_refused_in_the_thread(
+def test_mention_copy_without_a_role_is_refused_to_the_person_alone(
     server: BotServer, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
 ) -> None:
     thread = slackreq.new_message_ts()
     mention(server, OUTSIDER, f"copy {automated(dws_snapshots).id} inc-91-keep", thread)
-    told = said_in_thread(slack, thread, "requester role")
+    # Told in the thread, but only to the person: the admins are named, not pinged in public.
+    told = slack.wait_for(
+        "chat.postEphemeral", lambda c: c["thread_ts"] == thread and "requester role" in c["text"]
+    )
+    assert told["user"] == OUTSIDER
     assert f"<@{ADMIN}>" in told["text"]
-    assert len(slack.calls("chat.postMessage")) == 1
+    assert slack.calls("chat.postMessage") == []
     assert server.requests() == []
     refused = [event for event in server.store.events() if event["kind"] == "refused"]
     assert [event["actor"] for event in refused] == [OUTSIDER]
@@ -328,7 +332,7 @@ def test_mention_copy_without_a_role_is_refused_before_dws_is_asked_anything(
     thread = slackreq.new_message_ts()
     asked_before = len(dws.requests)
     mention(server, OUTSIDER, f"copy {snapshot_id} inc-92-keep", thread)
-    told = slack.wait_for("chat.postMessage", lambda call: call["thread_ts"] == thread)
+    told = slack.wait_for("chat.postEphemeral", lambda call: call["thread_ts"] == thread)
     assert "requester role" in told["text"], told["text"]
     assert len(dws.requests) == asked_before, "DWS was asked about a snapshot for an outsider"
     refused = [event for event in server.store.events() if event["kind"] == "refused"]

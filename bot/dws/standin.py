@@ -224,8 +224,13 @@ class DwsStandIn:
         *,
         description: str = "",
         started: datetime | None = None,
+        cluster_name: str | None = None,
     ) -> Snapshot:
         when = started or datetime.now(UTC)
+        if cluster_name is None:  # real DWS names the cluster in every snapshot it lists
+            cluster_name = next(
+                (name for name, known in _DEMO_CLUSTERS.items() if known == cluster_id), None
+            )
         snapshot = Snapshot(
             id=str(uuid.uuid4()),
             name=name,
@@ -236,6 +241,7 @@ class DwsStandIn:
             status=status,
             type=type,
             cluster_id=cluster_id,
+            cluster_name=cluster_name,
         )
         with self._lock:
             self._records[snapshot.id] = _Record(snapshot)
@@ -419,6 +425,7 @@ class DwsStandIn:
                 status=SnapshotStatus.CREATING,
                 type="MANUAL",
                 cluster_id=source.snapshot.cluster_id,
+                cluster_name=source.snapshot.cluster_name,
             )
             self._records[copy.id] = _Record(
                 copy, created_at=time.monotonic(), ends_unavailable=self._fail_next_copy

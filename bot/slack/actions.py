@@ -1,4 +1,4 @@
-"""Approve and Deny buttons, in a thread or on App Home: the same code either way.
+"""Approve, Deny and Retry buttons, in a thread or on App Home: the same code either way.
 
 An approval is decided inside the acknowledgement: the compare-and-set and the copy job it
 causes are committed before Slack gets its 200, so a crash after the click cannot lose it.
@@ -56,7 +56,21 @@ def register(app: App, services: Services) -> None:
             ),
         )
 
+    def decide_retry(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+        try:
+            services.copies.retry(_request_id(body), body["user"]["id"])
+        except SnapcopyError as error:
+            context["refusal"] = error
+        ack()
+
+    @reports_errors
+    def after_retry(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+        refusal = context.get("refusal")
+        if refusal is not None:
+            report(refusal, body, client)
+
     app.action(Action.APPROVE)(services.after_ack(decide_approval, after_approval))
+    app.action(Action.RETRY)(services.after_ack(decide_retry, after_retry))
     app.action(Action.DENY)(services.after_ack(acknowledge, open_deny))
 
 

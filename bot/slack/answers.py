@@ -22,7 +22,8 @@ def help_text() -> str:
             "• `/snapcopy cancel <request id>`: withdraw a request still waiting for approval.",
             "• In an incident thread: the message shortcut *Copy DWS snapshot*, or "
             "`@snapcopy copy <snapshot_id> <name> [description…]`, keeps everything in "
-            "that thread.",
+            "that thread; `@snapcopy status <id>`, `@snapcopy list` and `@snapcopy help` work "
+            "there too.",
         ]
     )
 
@@ -53,18 +54,23 @@ def request_line(request: CopyRequest) -> str:
 
 def list_text(services: Services, user: str) -> str:
     mine = services.store.find(requested_by=user, limit=LIST_LIMIT)
-    waiting: list[CopyRequest] = []
-    if services.roles.has(user, Role.APPROVER):
-        waiting = [
-            request
-            for request in services.store.find(states=[State.PENDING_APPROVAL], limit=50)
-            if request.requested_by != user or services.copies.policy.approval.allow_self_approval
-        ][:LIST_LIMIT]
+    waiting = waiting_for(services, user)[:LIST_LIMIT]
     parts = ["*Waiting for your approval*"]
     parts += [request_line(request) for request in waiting] or ["_nothing_"]
     parts += ["", "*Your recent requests*"]
     parts += [request_line(request) for request in mine] or ["_none yet_"]
     return "\n".join(parts)
+
+
+def waiting_for(services: Services, user: str, limit: int = 100) -> list[CopyRequest]:
+    """Requests this person may approve now (their own only where self-approval is allowed)."""
+    return [
+        request
+        for request in services.store.find(states=[State.PENDING_APPROVAL], limit=limit)
+        if (request.requested_by != user or request.allow_self_approval)
+        and user not in request.approvals
+        and services.copies.may_decide(user, request)
+    ]
 
 
 def _request_number(argument: str | None, subcommand: str) -> int:

@@ -1,7 +1,9 @@
-"""`@snapcopy` in a thread: `copy <snapshot_id> <name> [description…]` and `help`.
+"""`@snapcopy` in a thread: `copy <snapshot_id> <name> [description…]`, and `status <id>`,
+`list`, `roles` and `help` as the slash command answers them.
 
-Everything is answered in the thread the mention was made in. Slack retries an event it thinks
-was lost; each event id is handled once, however often it arrives.
+Answers go to the thread the mention was made in; refusals and answers about one person's own
+requests go only to that person (ephemeral), so nobody's admins are pinged in public. Slack
+retries an event it thinks was lost; each event id is handled once, however often it arrives.
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
-from bot.errors import BadInput
+from bot.errors import BadInput, SnapcopyError
 from bot.slack import answers, views
-from bot.slack.errors import reports_errors
+from bot.slack.errors import reports_errors, sentence_for
 from bot.slack.services import Services
+
+# Answered to the person alone: they may show requests or roles not everyone should see.
+PRIVATE_ANSWERS = ("status", "list", "roles")
 
 _LEADING_MENTIONS = re.compile(r"^(\s*<@[A-Z0-9]+(\|[^>]*)?>\s*)+")
 
@@ -43,6 +48,11 @@ def register(app: App, services: Services) -> None:
         def say(text: str) -> None:
             client.chat_postMessage(channel=event["channel"], thread_ts=thread_ts, text=text)
 
+        def whisper(text: str) -> None:
+            client.chat_postEphemeral(
+                channel=event["channel"], user=event["user"], thread_ts=thread_ts, text=text
+            )
+
         words = mention_words(event.get("text", ""))
         command = words[0].lower() if words else "help"
         if command == "copy":
@@ -58,6 +68,16 @@ def register(app: App, services: Services) -> None:
                 )
             except BadInput as error:
                 say(f"{error.message}\n{MENTION_USAGE}")
+            except SnapcopyError as error:
+                whisper(sentence_for(error) or error.message)
+        elif command in PRIVATE_ANSWERS:
+            try:
+                text = answers.answer(
+                    services, command, words[1] if len(words) > 1 else None, event["user"]
+                )
+            except SnapcopyError as error:
+                text = sentence_for(error) or error.message
+            whisper(text.replace("/snapcopy", "@snapcopy"))
         elif command == "help":
             say(answers.help_text())
         else:

@@ -34,6 +34,7 @@ class CopyModalInput(BaseModel):
     snapshot_id: str = ""
     backup_name: str = ""
     description: str | None = None
+    reason: str | None = None
     channel_id: str | None = None
 
     @classmethod
@@ -51,6 +52,7 @@ class CopyModalInput(BaseModel):
             snapshot_id=typed.strip() or str(picked.get("value") or ""),
             backup_name=element(Block.BACKUP_NAME, Action.BACKUP_NAME).get("value") or "",
             description=element(Block.DESCRIPTION, Action.DESCRIPTION).get("value"),
+            reason=element(Block.REASON, Action.REASON).get("value"),
             channel_id=element(Block.CHANNEL, Action.CHANNEL).get("selected_conversation"),
         )
 
@@ -62,6 +64,7 @@ def field_block(field: str) -> str:
         "source_snapshot_id": Block.SNAPSHOT_ID,
         "backup_name": Block.BACKUP_NAME,
         "description": Block.DESCRIPTION,
+        "reason": Block.REASON,
         "channel": Block.CHANNEL,
     }.get(field, Block.BACKUP_NAME)
 

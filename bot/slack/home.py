@@ -8,8 +8,7 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
 from bot.config import Role
-from bot.domain import State
-from bot.slack import views
+from bot.slack import answers, views
 from bot.slack.errors import reports_errors
 from bot.slack.ids import Action
 from bot.slack.services import Services
@@ -19,14 +18,7 @@ HOME_LIMIT = 15
 
 def publish_home(services: Services, client: WebClient, user_id: str) -> None:
     roles = services.roles.roles_of(user_id)
-    waiting = []
-    if Role.APPROVER in roles:
-        self_ok = services.copies.policy.approval.allow_self_approval
-        waiting = [
-            request
-            for request in services.store.find(states=[State.PENDING_APPROVAL], limit=100)
-            if self_ok or request.requested_by != user_id
-        ][:HOME_LIMIT]
+    waiting = answers.waiting_for(services, user_id)[:HOME_LIMIT]
     client.views_publish(
         user_id=user_id,
         view=views.home_view(

@@ -30,6 +30,8 @@ class Action(StrEnum):
     DESCRIPTION = "snapcopy_description"
     CHANNEL = "snapcopy_channel"
     DENY_REASON = "snapcopy_deny_reason"
+    REASON = "snapcopy_reason"
+    RETRY = "snapcopy_retry"
     OPEN_THREAD = "snapcopy_open_thread"
 
 
@@ -42,4 +44,6 @@ class Block(StrEnum):
     DESCRIPTION = "description"
     CHANNEL = "channel"
     DENY_REASON = "deny_reason"
+    REASON = "reason"
     DECISION = "decision"
+    RETRY = "retry"

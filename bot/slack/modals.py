@@ -35,6 +35,7 @@ def register(app: App, services: Services) -> None:
                 snapshot_id=form_input.snapshot_id,
                 backup_name=form_input.backup_name,
                 description=form_input.description,
+                reason=form_input.reason,
                 channel_id=channel_id,
                 thread_ts=metadata.thread_ts if channel_id == metadata.channel_id else None,
             )

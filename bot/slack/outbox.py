@@ -43,6 +43,8 @@ GIVE_UP_SECONDS = 24 * 3600.0
 
 REPLIES: dict[News, Callable[[CopyRequest], str]] = {
     News.APPROVED: views.approved_reply,
+    News.REMINDER: views.reminder_reply,
+    News.RETRIED: views.retried_reply,
     News.COPIED: views.copied_reply,
     News.SUCCEEDED: views.succeeded_reply,
     News.FAILED: views.failed_reply,
@@ -113,6 +115,9 @@ class SlackOutbox:
             response = self._post(
                 channel=request.channel_id or "",
                 thread_ts=request.thread_ts,
+                # Inside an incident thread, shown in the channel too: approvers seldom open
+                # the incident's thread.
+                reply_broadcast=bool(request.thread_ts),
                 text=views.request_text(request),
                 blocks=views.request_blocks(request, sandbox=self.sandbox),
             )
@@ -174,6 +179,10 @@ class SlackOutbox:
         return Done("replied")
 
     def _reply_text(self, news: News, request: CopyRequest, payload: dict[str, Any]) -> str | None:
+        if news == News.REMINDER and request.state != State.PENDING_APPROVAL:
+            return None  # decided since: nobody needs reminding
+        if news == News.APPROVAL:
+            return views.approval_reply(request, by=payload["by"], count=payload["count"])
         if news == News.DWS_RETRYING:
             return views.dws_retrying_reply(
                 attempt=payload["attempt"],

@@ -7,6 +7,7 @@ User text is escaped before it reaches mrkdwn (`escape`), so a description such 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from bot.domain import CopyRequest, State
@@ -126,6 +127,20 @@ def copy_modal(
                 "max_length": 256,
             },
         },
+        {
+            "type": "input",
+            "block_id": Block.REASON,
+            "optional": True,
+            "label": _plain("Reason or incident link"),
+            "hint": _plain("Shown to the approvers and kept in the audit log; any characters."),
+            "element": {
+                "type": "plain_text_input",
+                "action_id": Action.REASON,
+                "multiline": True,
+                "max_length": 500,
+                "placeholder": _plain("https://status.example.com/incidents/1234"),
+            },
+        },
     ]
     if ask_channel:
         blocks.append(
@@ -191,12 +206,18 @@ def notice_modal(title: str, text: str) -> dict[str, Any]:
 
 
 def request_text(request: CopyRequest) -> str:
-    """The notification text: what people see in a push notification or a screen reader."""
-    return (
-        f"{mention(request.requested_by)} asks to copy DWS snapshot "
-        f"{request.source_snapshot_id} as {escape(request.backup_name)} "
-        f"(request {request.label}): {STATE_LABEL[request.state]}"
+    """The notification text: what people see in a push notification or a screen reader. While
+    the request waits, it mentions who is to act on it, so they are pinged."""
+    source = request.source_snapshot_id
+    if request.source_name:
+        source = f"{escape(request.source_name)} ({source})"
+    text = (
+        f"{mention(request.requested_by)} asks to copy DWS snapshot {source} as "
+        f"{escape(request.backup_name)} (request {request.label}): {STATE_LABEL[request.state]}"
     )
+    if request.state == State.PENDING_APPROVAL and request.notify:
+        text = f"{mentions(request.notify)}: {text}"
+    return text
 
 
 def request_blocks(request: CopyRequest, *, sandbox: bool = False) -> Blocks:
@@ -205,21 +226,25 @@ def request_blocks(request: CopyRequest, *, sandbox: bool = False) -> Blocks:
         if request.approved_by or request.state != State.APPROVED
         else "Snapshot copy (no approval needed)"
     )
+    source = f"`{request.source_snapshot_id}`"
+    if request.source_name:
+        source = f"{escape(request.source_name)}\n{source}"
+    fields = [
+        f"*Requested by*\n{mention(request.requested_by)}",
+        f"*Source snapshot*\n{source}",
+        f"*Cluster*\n{escape(request.cluster_name or request.cluster_id or 'unknown')}",
+        f"*Taken*\n{slack_date(request.source_started)}",
+        f"*Size*\n{size_text(request.source_size)}",
+        f"*New name*\n{escape(request.backup_name)}",
+        f"*Description*\n{escape(request.description) or '_none_'}",
+        f"*Reason*\n{escape(request.reason or '') or '_none given_'}",
+    ]
     blocks: Blocks = [
         {"type": "header", "text": _plain(f"{title} {request.label}")},
-        {
-            "type": "section",
-            "fields": [
-                {"type": "mrkdwn", "text": f"*Requested by*\n{mention(request.requested_by)}"},
-                {"type": "mrkdwn", "text": f"*Source snapshot*\n`{request.source_snapshot_id}`"},
-                {"type": "mrkdwn", "text": f"*New name*\n{escape(request.backup_name)}"},
-                {
-                    "type": "mrkdwn",
-                    "text": f"*Description*\n{escape(request.description) or '_none_'}",
-                },
-            ],
-        },
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
     ]
+    if request.state == State.PENDING_APPROVAL:
+        blocks.append(_section(approval_line(request)))
     if request.new_snapshot_id:
         blocks.append(
             _section(
@@ -229,15 +254,33 @@ def request_blocks(request: CopyRequest, *, sandbox: bool = False) -> Blocks:
         )
     if request.state == State.PENDING_APPROVAL:
         blocks.append(decision_buttons(request))
+    if request.state == State.FAILED:
+        blocks.append(retry_button(request))
     blocks.append(_context(mark(outcome_line(request)) if sandbox else outcome_line(request)))
     return blocks
+
+
+def approval_line(request: CopyRequest) -> str:
+    """Who may approve, how many approvals it needs and has, and until when."""
+    who = mentions(request.approvers) if request.approvers else "the approvers"
+    needed = request.approvals_needed
+    line = (
+        f"*Approval*: {needed} approval{'s' if needed != 1 else ''} from {who} (or an admin)"
+    )
+    if request.expires_at:
+        line += f" · expires {slack_date(request.expires_at)}"
+    if request.approvals:
+        line += (
+            f"\n{len(request.approvals)} of {needed} approvals: {mentions(request.approvals)}"
+        )
+    return line
 
 
 def outcome_line(request: CopyRequest) -> str:
     """One line under the request that says where it stands."""
     line = STATE_LABEL[request.state]
-    if request.approved_by:
-        line += f" · approved by {mention(request.approved_by)}"
+    if request.approved_by and request.state != State.PENDING_APPROVAL:
+        line += f" · approved by {mentions(request.approvals)}"
     if request.state == State.DENIED and request.denied_by:
         line += f" by {mention(request.denied_by)}"
         if request.deny_reason:
@@ -247,42 +290,114 @@ def outcome_line(request: CopyRequest) -> str:
     return line
 
 
+def slack_date(stamp: str | None) -> str:
+    """A time Slack shows in each reader's own time zone (`<!date^…>`), with the UTC text as
+    the fallback for clients that cannot."""
+    if not stamp:
+        return "unknown"
+    moment = _parse_time(stamp)
+    if moment is None:
+        return escape(stamp)
+    fallback = moment.strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} at {{time}}|{fallback}>"
+
+
+def _parse_time(stamp: str) -> datetime | None:
+    text = stamp.strip().replace("Z", "+00:00")
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def size_text(size: float | None) -> str:
+    """DWS reports sizes in GB."""
+    if size is None:
+        return "unknown"
+    return f"{size:,.1f} GB" if size < 1024 else f"{size / 1024:,.2f} TB"
+
+
 # --- thread replies --------------------------------------------------------------------------
+# Every reply about an outcome mentions the requester: it is their copy.
+
+
+def approval_reply(request: CopyRequest, *, by: str, count: int) -> str:
+    needed = request.approvals_needed
+    return (
+        f":ballot_box_with_check: {mention(by)} approved request {request.label} "
+        f"({count} of {needed} approvals). Waiting for {needed - count} more from "
+        f"{mentions(request.approvers) if request.approvers else 'the approvers'}."
+    )
 
 
 def approved_reply(request: CopyRequest) -> str:
     return (
-        f":white_check_mark: {mention(request.approved_by or '')} approved request "
-        f"{request.label}. Copying `{request.source_snapshot_id}` as "
+        f":white_check_mark: {mention(request.requested_by)}, {mentions(request.approvals)} "
+        f"approved request {request.label}. Copying `{request.source_snapshot_id}` as "
         f"*{escape(request.backup_name)}* now."
     )
 
 
 def copied_reply(request: CopyRequest) -> str:
     return (
-        f":camera_with_flash: DWS accepted the copy. New snapshot ID: `{request.new_snapshot_id}` "
-        f"(*{escape(request.backup_name)}*). Status: CREATING; I will post here once it becomes "
-        "AVAILABLE."
+        f":camera_with_flash: {mention(request.requested_by)}, DWS accepted the copy. New "
+        f"snapshot ID: `{request.new_snapshot_id}` (*{escape(request.backup_name)}*). Status: "
+        "CREATING; I will post here once it becomes AVAILABLE."
     )
 
 
 def succeeded_reply(request: CopyRequest) -> str:
     return (
-        f":white_check_mark: Snapshot *{escape(request.backup_name)}* "
-        f"(`{request.new_snapshot_id}`) is AVAILABLE. It is a manual snapshot now and outlives "
-        "the automated one's retention."
+        f":white_check_mark: {mention(request.requested_by)}, snapshot "
+        f"*{escape(request.backup_name)}* (`{request.new_snapshot_id}`) is AVAILABLE. It is a "
+        "manual snapshot now and outlives the automated one's retention."
     )
 
 
+# What to do next, for the failures people can act on.
+_NEXT_STEP = {
+    "DWS.0015": "The bot's access key lacks DWS permission in this project: an admin must grant "
+    "it (IAM, DWS permissions), then press Retry.",
+    "DWS.0011": "The cluster is busy with another operation: press Retry later.",
+}
+
+
 def failed_reply(request: CopyRequest) -> str:
-    return f":x: Request {request.label} failed: {escape(request.error or 'unknown error')}"
+    hint = _NEXT_STEP.get(request.error_code or "", "")
+    if not hint and request.snapshot_status == "UNAVAILABLE":
+        hint = "Check the cluster and the snapshot in the DWS console before trying again."
+    elif not hint and (request.error or "").startswith("DWS refused the request (403"):
+        hint = _NEXT_STEP["DWS.0015"]
+    text = (
+        f":x: {mention(request.requested_by)}, request {request.label} failed: "
+        f"{escape(request.error or 'unknown error')}"
+    )
+    return f"{text}\n{hint}" if hint else text
+
+
+def retried_reply(request: CopyRequest) -> str:
+    return (
+        f":repeat: {mention(request.requested_by)}, trying request {request.label} again: I look "
+        f"for *{escape(request.backup_name)}* in DWS first, so an earlier attempt's copy is kept "
+        "rather than made twice."
+    )
+
+
+def reminder_reply(request: CopyRequest) -> str:
+    who = mentions(request.notify) if request.notify else "approvers"
+    expires = f" It expires {slack_date(request.expires_at)}." if request.expires_at else ""
+    return (
+        f":bell: {who}: request {request.label} from {mention(request.requested_by)} still "
+        f"waits for approval ({len(request.approvals)} of {request.approvals_needed}).{expires}"
+    )
 
 
 def denied_reply(request: CopyRequest) -> str:
     reason = f" Reason: {escape(request.deny_reason)}" if request.deny_reason else ""
     return (
-        f":no_entry: {mention(request.denied_by or '')} denied request {request.label}; "
-        f"nothing was copied.{reason}"
+        f":no_entry: {mention(request.requested_by)}, {mention(request.denied_by or '')} denied "
+        f"request {request.label}; nothing was copied.{reason}"
     )
 
 
@@ -299,9 +414,10 @@ def cancelled_reply(request: CopyRequest) -> str:
 
 def follow_stopped_reply(request: CopyRequest) -> str:
     return (
-        f":warning: I stopped following snapshot `{request.new_snapshot_id}` while it was "
-        f"{escape(request.snapshot_status or 'unknown')}. The copy itself goes on in DWS; "
-        "check it in the console, or restart snapcopy to follow it again."
+        f":warning: {mention(request.requested_by)}, I stopped following snapshot "
+        f"`{request.new_snapshot_id}` while it was {escape(request.snapshot_status or 'unknown')}."
+        " The copy itself goes on in DWS; `/snapcopy status "
+        f"{request.id}` picks it up again, or check it in the console."
     )
 
 
@@ -330,7 +446,9 @@ def _seconds(seconds: int) -> str:
 
 
 def already_handled(request: CopyRequest) -> str:
-    by = {State.APPROVED: request.approved_by, State.DENIED: request.denied_by}.get(request.state)
+    by = request.denied_by if request.state == State.DENIED else None
+    if request.approvals and request.state != State.DENIED:
+        by = request.approvals[-1]
     verb = {
         State.APPROVED: "approved",
         State.COPYING: "approved and is being copied",
@@ -345,6 +463,21 @@ def already_handled(request: CopyRequest) -> str:
 
 
 # --- App Home --------------------------------------------------------------------------------
+
+
+def retry_button(request: CopyRequest) -> dict[str, Any]:
+    return {
+        "type": "actions",
+        "block_id": f"{Block.RETRY}_{request.id}",
+        "elements": [
+            {
+                "type": "button",
+                "action_id": Action.RETRY,
+                "text": _plain("Retry"),
+                "value": str(request.id),
+            }
+        ],
+    }
 
 
 def decision_buttons(request: CopyRequest) -> dict[str, Any]:
