@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
@@ -22,7 +23,9 @@ from bot.catalog import SnapshotCatalog
 from bot.config import Policy, Settings
 from bot.copier import DWS, Copier
 from bot.copies import CopyService
-from bot.dws.client import DwsClient, RetryPolicy, build_http_client, endpoint_for
+from bot.dws.client import DwsClient, RetryPolicy, build_http_client
+from bot.dws.regional import RegionalDws
+from bot.dws.regions import DwsTarget
 from bot.dws.signer import AkSkAuth
 from bot.notifier import SLACK
 from bot.roles import RoleResolver
@@ -211,9 +214,10 @@ def _dws_clients(
     sandbox: bool,
     transport: httpx.BaseTransport | None,
     closers: list[Callable[[], None]],
-) -> tuple[DwsClient, DwsClient]:
-    """Two clients over one signing httpx.Client: one that retries briefly for the picker and
-    the modal's checks, and one that tries once, for the jobs, whose retries are durable."""
+) -> tuple[RegionalDws, RegionalDws]:
+    """Per region, two clients over one signing httpx.Client: one that retries briefly for the
+    picker and the modal's checks, and one that tries once, for the jobs, whose retries are
+    durable. One AK/SK signs for every region; each region has its own project."""
     if sandbox:
         # Imported here: the stand-in is only loaded by people who ask for the sandbox.
         from bot.dws.standin import DwsStandIn
@@ -222,36 +226,41 @@ def _dws_clients(
         standin = DwsStandIn(ak, sk, SANDBOX_PROJECT_ID, copy_delay=3.0).start()
         standin.seed_demo()
         closers.append(standin.stop)
-        endpoint, project_id = standin.url, SANDBOX_PROJECT_ID
-        auth = AkSkAuth(ak, sk, project_id)
+        targets = [DwsTarget("", SANDBOX_PROJECT_ID, standin.url)]
+        keys: tuple[str, SecretStr | str, SecretStr | None] = (ak, sk, None)
     else:
         assert settings.huaweicloud_sdk_ak and settings.huaweicloud_sdk_sk
-        project_id = settings.huaweicloud_sdk_project_id or ""
-        endpoint = endpoint_for(settings.dws_region, settings.dws_endpoint)
-        auth = AkSkAuth(
+        targets = settings.dws_targets()
+        keys = (
             settings.huaweicloud_sdk_ak.get_secret_value(),
             settings.huaweicloud_sdk_sk,
-            project_id,
             settings.huaweicloud_sdk_security_token,
         )
-    http = build_http_client(
-        endpoint,
-        auth,
-        connect_timeout=settings.dws_connect_timeout,
-        read_timeout=settings.dws_read_timeout,
-        transport=transport,
-    )
-    closers.append(http.close)
 
     def sleep(seconds: float) -> None:
         # Waits between retries end at once on shutdown.
         if stop.wait(seconds):
             raise Stopping
 
-    return (
-        DwsClient(http, project_id, sleep=sleep),
-        DwsClient(http, project_id, retry=RetryPolicy(attempts=1)),
-    )
+    quick: dict[str, DwsClient] = {}
+    jobs: dict[str, DwsClient] = {}
+    for target in targets:
+        http = build_http_client(
+            target.endpoint,
+            AkSkAuth(keys[0], keys[1], target.project_id, keys[2]),
+            connect_timeout=settings.dws_connect_timeout,
+            read_timeout=settings.dws_read_timeout,
+            transport=transport,
+        )
+        closers.append(http.close)
+        copy_timeout = settings.dws_copy_timeout
+        quick[target.region] = DwsClient(http, target.project_id, sleep=sleep)
+        jobs[target.region] = DwsClient(
+            http, target.project_id, retry=RetryPolicy(attempts=1), copy_timeout=copy_timeout
+        )
+    regional = RegionalDws(quick)
+    closers.append(regional.close)
+    return regional, RegionalDws(jobs)
 
 
 def _group_members(client: WebClient, group_id: str) -> frozenset[str]:

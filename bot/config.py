@@ -29,6 +29,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.dws.regions import DwsTarget, endpoint_for, parse_regions
+
 SLACK_API_DEFAULT = "https://slack.com/api/"
 
 # Where people find each value; printed next to a missing or malformed setting.
@@ -83,8 +85,16 @@ class Settings(BaseSettings):
     )
     dws_region: str | None = Field(None, description="Region, e.g. ap-southeast-1.")
     dws_endpoint: str | None = Field(None, description="Explicit DWS endpoint; wins over region.")
+    dws_regions: str | None = Field(
+        None,
+        description="Several regions in one bot: region=project_id[@endpoint],… "
+        "(wins over DWS_REGION and HUAWEICLOUD_SDK_PROJECT_ID).",
+    )
     dws_connect_timeout: PositiveFloat = Field(5.0, description="Seconds to connect to DWS.")
     dws_read_timeout: PositiveFloat = Field(20.0, description="Seconds to wait for a DWS answer.")
+    dws_copy_timeout: PositiveFloat = Field(
+        60.0, description="Seconds to wait for the answer to a linked-copy call."
+    )
     snapcopy_db: Path = Field(Path("./snapcopy.db"), description="SQLite audit log.")
     snapcopy_policy: Path = Field(Path("./snapcopy.toml"), description="Policy file (TOML).")
     snapcopy_poll_seconds: PositiveFloat = Field(
@@ -119,15 +129,44 @@ class Settings(BaseSettings):
         needed = ["SLACK_BOT_TOKEN"]
         needed.append("SLACK_APP_TOKEN" if socket else "SLACK_SIGNING_SECRET")
         if not sandbox:
-            needed += ["HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK", "HUAWEICLOUD_SDK_PROJECT_ID"]
+            needed += ["HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK"]
+            if not _present(self.dws_regions):
+                needed.append("HUAWEICLOUD_SDK_PROJECT_ID")
         problems = [_missing(name) for name in needed if not _present(getattr(self, name.lower()))]
-        if not sandbox and not (self.dws_region or self.dws_endpoint):
+        if not sandbox and not (self.dws_region or self.dws_endpoint or self.dws_regions):
             problems.append(
                 "DWS_REGION or DWS_ENDPOINT is not set: set DWS_REGION to the region of your "
-                "clusters (e.g. ap-southeast-1), or DWS_ENDPOINT to a full https:// URL."
+                "clusters (e.g. ap-southeast-1), or DWS_ENDPOINT to a full https:// URL "
+                "(DWS_REGIONS for several regions)."
             )
         problems += self._shape_problems(socket=socket)
+        if not sandbox and not problems:
+            try:
+                self.dws_targets()
+            except ValueError as error:
+                problems.append(str(error))
         return problems
+
+    def dws_targets(self) -> list[DwsTarget]:
+        """Every region the bot works in, with its project and endpoint.
+
+        DWS_REGIONS lists several; otherwise DWS_REGION (or DWS_ENDPOINT alone) with
+        HUAWEICLOUD_SDK_PROJECT_ID is the one. DWS_ENDPOINT, where set, is where every region
+        without an endpoint of its own is called.
+        """
+        if _present(self.dws_regions):
+            return [
+                DwsTarget(region, project_id, endpoint_for(region, own or self.dws_endpoint))
+                for region, project_id, own in parse_regions(self.dws_regions or "")
+            ]
+        region = (self.dws_region or "").strip().lower()
+        return [
+            DwsTarget(
+                region,
+                self.huaweicloud_sdk_project_id or "",
+                endpoint_for(region, self.dws_endpoint),
+            )
+        ]
 
     def _shape_problems(self, *, socket: bool) -> list[str]:
         checks: list[tuple[str, SecretStr | None, str]] = [

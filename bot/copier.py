@@ -24,6 +24,7 @@ from bot.domain import CopyRequest, State
 from bot.dws.client import DwsClient
 from bot.dws.errors import DwsError
 from bot.dws.models import SnapshotStatus
+from bot.dws.regional import RegionalDws
 from bot.dws.validation import InvalidInput
 from bot.notifier import News, tell
 from bot.store import Claimed, Store, Work, age_seconds, now_iso
@@ -60,7 +61,7 @@ class Copier:
     def __init__(
         self,
         store: Store,
-        dws: DwsClient,
+        dws: RegionalDws,
         *,
         poll_seconds: float,
         follow_seconds: float,
@@ -71,6 +72,10 @@ class Copier:
         self.poll_seconds = poll_seconds
         self.follow_seconds = follow_seconds
         self.backoff = backoff
+
+    def _dws(self, request: CopyRequest) -> DwsClient:
+        """The client of the request's region: the copy is made where the source is."""
+        return self.dws.client(request.region)
 
     def __call__(self, job: Claimed) -> Result:
         request = self.store.require(job.request_id)
@@ -94,7 +99,7 @@ class Copier:
 
     def _first_copy(self, job: Claimed, request: CopyRequest) -> Result:
         try:
-            taken = self.dws.find_snapshot_by_name(request.backup_name)
+            taken = self._dws(request).find_snapshot_by_name(request.backup_name)
         except DwsError as error:
             return self._read_failed(job, request, error)
         if taken is not None:
@@ -118,7 +123,7 @@ class Copier:
     def _resume(self, job: Claimed, request: CopyRequest) -> Result:
         """The copy may have been made by an earlier run whose answer never arrived."""
         try:
-            existing = self.dws.find_snapshot_by_name(request.backup_name)
+            existing = self._dws(request).find_snapshot_by_name(request.backup_name)
         except DwsError as error:
             return self._read_failed(job, request, error)
         if existing is None:
@@ -131,7 +136,7 @@ class Copier:
 
     def _call(self, job: Claimed, request: CopyRequest) -> Result:
         try:
-            copied = self.dws.copy_once(
+            copied = self._dws(request).copy_once(
                 request.source_snapshot_id, request.backup_name, request.description
             )
         except InvalidInput as error:
@@ -173,7 +178,7 @@ class Copier:
         if self._followed_too_long(job):
             return self._stop_following(request, "the follow time ran out")
         try:
-            snapshot = self.dws.get_snapshot(request.new_snapshot_id)
+            snapshot = self._dws(request).get_snapshot(request.new_snapshot_id)
         except DwsError as error:
             if error.status == 404 or error.error_code in _MISSING_CODES:
                 return self._find_missing(job, request, error)
@@ -211,7 +216,7 @@ class Copier:
     def _find_missing(self, job: Claimed, request: CopyRequest, error: DwsError) -> Result:
         """DWS does not know the new id (it answered, or was adopted, wrongly): by name, then."""
         try:
-            found = self.dws.find_snapshot_by_name(request.backup_name)
+            found = self._dws(request).find_snapshot_by_name(request.backup_name)
         except DwsError as lookup_error:
             return self._again(job, request, lookup_error)
         if found is None or found.id == request.new_snapshot_id:

@@ -23,9 +23,9 @@ from typing import Any
 from bot.config import ApprovalPolicy, Policy, Role
 from bot.copier import copy_job
 from bot.domain import CopyRequest, NewRequest, State
-from bot.dws.client import DwsClient
 from bot.dws.errors import DwsError
 from bot.dws.models import Snapshot
+from bot.dws.regional import Listed, RegionalDws
 from bot.dws.validation import (
     InvalidInput,
     validate_backup_name,
@@ -71,7 +71,7 @@ class CopyService:
     def __init__(
         self,
         store: Store,
-        dws: DwsClient,
+        dws: RegionalDws,
         policy: Policy,
         roles: RoleResolver,
     ) -> None:
@@ -113,7 +113,7 @@ class CopyService:
             )
         return form
 
-    def precheck(self, form: CopyForm, budget: float = PRECHECK_BUDGET_SECONDS) -> Snapshot | None:
+    def precheck(self, form: CopyForm, budget: float = PRECHECK_BUDGET_SECONDS) -> Listed | None:
         """Ask DWS whether the source is copyable and the name free, if it answers in time;
         returns the source snapshot as DWS describes it, or None when DWS did not say.
 
@@ -129,28 +129,30 @@ class CopyService:
             log.info("precheck skipped: %s", error, extra={"error_code": error.error_code})
         return None
 
-    def _precheck(self, form: CopyForm) -> Snapshot:
+    def _precheck(self, form: CopyForm) -> Listed:
         try:
-            source = self.dws.get_snapshot(form.source_snapshot_id)
+            found = self.dws.locate(form.source_snapshot_id)
         except DwsError as error:
             if error.status in (403, 404) or error.error_code in ("DWS.5149", "DWS.0015"):
                 raise BadInput(
                     "snapshot_id",
-                    f"DWS has no snapshot {form.source_snapshot_id} in this project.",
+                    f"DWS has no snapshot {form.source_snapshot_id} in "
+                    + ("any configured region." if self.dws.several else "this project."),
                 ) from None
             raise
+        source = found.snapshot
         if not source.is_automated:
             raise BadInput(
                 "snapshot_id",
                 f"Snapshot {source.name} is a {source.type.lower()} snapshot; only automated "
                 "snapshots can be copied.",
             )
-        if self.dws.find_snapshot_by_name(form.backup_name) is not None:
+        if self.dws.client(found.region).find_snapshot_by_name(form.backup_name) is not None:
             raise BadInput(
                 "backup_name",
                 f"A snapshot named {form.backup_name} already exists; pick another name.",
             )
-        return source
+        return found
 
     def ask(
         self,
@@ -170,7 +172,8 @@ class CopyService:
         form = self.validate(snapshot_id, backup_name, description, reason)
         if not channel_id:
             raise BadInput("channel", "Choose the channel where the request is posted.")
-        source = self.precheck(form)
+        found = self.precheck(form)
+        source = found.snapshot if found else None
         approval = self._approval_for(form, source)
         if approval.settings.require_reason and not form.reason:
             raise BadInput(
@@ -179,7 +182,7 @@ class CopyService:
             )
         return self._record(
             form,
-            source,
+            found,
             approval,
             requested_by=requested_by,
             channel_id=channel_id,
@@ -202,7 +205,7 @@ class CopyService:
     def _record(
         self,
         form: CopyForm,
-        source: Snapshot | None,
+        found: Listed | None,
         approval: ApprovalPolicy,
         *,
         requested_by: str,
@@ -211,6 +214,7 @@ class CopyService:
     ) -> CopyRequest:
         """Record the request. With approval required it waits; otherwise it is approved."""
         settings = approval.settings
+        source = found.snapshot if found else None
         now = datetime.now(UTC)
         required = settings.required
         remind = settings.remind_after_minutes if required else None
@@ -222,6 +226,7 @@ class CopyService:
             requested_by=requested_by,
             channel_id=channel_id,
             thread_ts=thread_ts,
+            region=found.region or None if found else None,
             cluster_id=source.cluster_id if source else None,
             cluster_name=source.cluster_name if source else None,
             source_name=source.name if source else None,

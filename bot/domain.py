@@ -61,6 +61,7 @@ class CopyRequest(BaseModel):
     updated_at: str
     expires_at: str | None = None
     # The source as DWS described it when the request was made (None: DWS did not say).
+    region: str | None = None  # where the source is, and so the copy (None: the only region)
     cluster_id: str | None = None
     cluster_name: str | None = None
     source_name: str | None = None
@@ -98,6 +99,7 @@ class NewRequest(BaseModel):
     requested_by: str
     channel_id: str
     thread_ts: str | None = None
+    region: str | None = None
     cluster_id: str | None = None
     cluster_name: str | None = None
     source_name: str | None = None

@@ -122,6 +122,9 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (request_id, user_id)
     );
     """,
+    """
+    ALTER TABLE requests ADD COLUMN region TEXT;
+    """,
 )
 
 REQUEST_COLUMNS = tuple(CopyRequest.model_fields)

@@ -4,7 +4,7 @@ Nothing here knows about Slack. `standin` is a local DWS for tests and the sandb
 from `bot.dws.standin` directly so the bot does not load it unless asked.
 """
 
-from bot.dws.client import DwsClient, RetryPolicy, build_http_client, endpoint_for
+from bot.dws.client import DwsClient, RetryPolicy, build_http_client
 from bot.dws.errors import (
     CopyOutcomeUnknown,
     DwsError,
@@ -22,6 +22,7 @@ from bot.dws.models import (
     SnapshotList,
     SnapshotStatus,
 )
+from bot.dws.regions import endpoint_for
 from bot.dws.signer import AkSkAuth
 from bot.dws.validation import (
     InvalidInput,

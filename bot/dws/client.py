@@ -44,15 +44,6 @@ _PROJECT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _LOG = logging.getLogger(__name__)
 
 
-def endpoint_for(region: str | None, endpoint: str | None) -> str:
-    """The API base URL: an explicit endpoint wins, else the region's public one."""
-    if endpoint and endpoint.strip():
-        return endpoint.strip().rstrip("/")
-    if region and region.strip():
-        return f"https://dws.{region.strip()}.myhuaweicloud.com"
-    raise ValueError("Set DWS_REGION (for example cn-north-4) or DWS_ENDPOINT to reach DWS.")
-
-
 def build_http_client(
     endpoint: str,
     auth: httpx.Auth,
@@ -118,6 +109,7 @@ class DwsClient:
         monotonic: Callable[[], float] = time.monotonic,
         uniform: Callable[[float, float], float] = random.uniform,
         logger: logging.Logger = _LOG,
+        copy_timeout: float | None = None,
     ) -> None:
         if not _PROJECT_ID_RE.fullmatch(project_id):
             raise ValueError("The project id must be 1 to 64 letters, digits, '-' or '_'.")
@@ -128,6 +120,14 @@ class DwsClient:
         self._monotonic = monotonic
         self._uniform = uniform
         self._log = logger
+        # linked-copy may take long to answer (the SDK waits 120 s); reads stay short. An
+        # answer that comes after our timeout sends the copy down the slower "did it happen?"
+        # path, so the copy call gets a read timeout of its own.
+        self._copy_timeout = (
+            httpx.Timeout(copy_timeout, connect=http.timeout.connect)
+            if copy_timeout is not None
+            else None
+        )
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -182,7 +182,7 @@ class DwsClient:
         answer raises MalformedResponse: the copy exists, and its id is found by name.
         """
         path, body, name = self._copy_call(snapshot_id, name, description)
-        response = self._send("POST", path, json=body)
+        response = self._send("POST", path, json=body, timeout=self._copy_timeout)
         answer = self._parse(CopyResponse, response)
         return CopiedSnapshot(answer.snapshot_id, response.headers.get("X-Request-Id"), False)
 
@@ -202,7 +202,7 @@ class DwsClient:
         while True:
             budget.attempts += 1
             try:
-                response = self._send("POST", path, json=body)
+                response = self._send("POST", path, json=body, timeout=self._copy_timeout)
             except DwsError as error:
                 if _proves_nothing_created(error):
                     self._pause_or_raise(error, budget)
@@ -270,10 +270,14 @@ class DwsClient:
             raise error
         self._sleep(delay)
 
-    def _send(self, method: str, path: str, json: Any = None) -> httpx.Response:
+    def _send(
+        self, method: str, path: str, json: Any = None, timeout: httpx.Timeout | None = None
+    ) -> httpx.Response:
         started = self._monotonic()
         try:
-            response = self._http.request(method, path, json=json)
+            response = self._http.request(
+                method, path, json=json, timeout=timeout or httpx.USE_CLIENT_DEFAULT
+            )
         except httpx.TransportError as exc:
             lost = transport_error(exc)
             self._log_attempt(method, path, None, None, started, lost)

@@ -15,7 +15,13 @@ MAX_OPTIONS = 100  # Slack shows at most 100 options
 
 def register(app: App, services: Services) -> None:
     def suggest(ack: Ack, body: dict[str, Any]) -> None:
-        snapshots = services.catalog.search(str(body.get("value") or ""), limit=MAX_OPTIONS)
-        ack(options=[views.snapshot_option(snapshot) for snapshot in snapshots])
+        found, unavailable = services.catalog.search(
+            str(body.get("value") or ""), limit=MAX_OPTIONS - 1
+        )
+        several = len(services.catalog.regions) > 1
+        options = [views.snapshot_option(listed, show_region=several) for listed in found]
+        if unavailable and several:
+            options.append(views.unavailable_regions_option(unavailable))
+        ack(options=options)
 
     app.options(Action.PICK_SNAPSHOT)(suggest)

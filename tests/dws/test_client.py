@@ -5,7 +5,7 @@ import logging
 import httpx
 import pytest
 
-from bot.dws.client import DwsClient, RetryPolicy, build_http_client, endpoint_for
+from bot.dws.client import DwsClient, RetryPolicy, build_http_client
 from bot.dws.errors import (
     CopyOutcomeUnknown,
     DwsError,
@@ -16,6 +16,7 @@ from bot.dws.errors import (
     WaitTimedOut,
 )
 from bot.dws.models import CopiedSnapshot, Snapshot
+from bot.dws.regions import endpoint_for
 from bot.dws.signer import AkSkAuth
 from bot.dws.validation import InvalidInput
 
