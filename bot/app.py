@@ -9,15 +9,18 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import SecretStr
 from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
+from slack_sdk.proxy_env_variable_loader import load_http_proxy_from_env
 
 from bot.catalog import SnapshotCatalog
 from bot.config import Policy, Settings
@@ -142,6 +145,8 @@ def build_runtime(
         # Retry-After by putting the message back in its queue.
         retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=1)],
     )
+    # slack-sdk takes HTTPS_PROXY from the environment but ignores NO_PROXY; honour both.
+    client.proxy = slack_proxy(settings.slack_api_url)
     bolt = App(
         client=client,
         signing_secret=_secret(settings.slack_signing_secret),
@@ -261,6 +266,15 @@ def _dws_clients(
     regional = RegionalDws(quick)
     closers.append(regional.close)
     return regional, RegionalDws(jobs)
+
+
+def slack_proxy(api_url: str) -> str | None:
+    """The proxy for Slack's Web API: HTTPS_PROXY (or HTTP_PROXY), unless NO_PROXY covers the
+    API's host, as httpx decides for DWS."""
+    host = urlsplit(api_url).hostname or ""
+    if host and urllib.request.proxy_bypass(host):
+        return None
+    return load_http_proxy_from_env()
 
 
 def _group_members(client: WebClient, group_id: str) -> frozenset[str]:

@@ -45,6 +45,9 @@ COPY = "copy"
 FOLLOW = "follow"
 # DWS's answers for a snapshot id it does not know (or will not show).
 _MISSING_CODES = frozenset({"DWS.5149", "DWS.0015"})
+FROZEN_STATUSES = frozenset({SnapshotStatus.FROZEN, SnapshotStatus.POLICE_FROZEN})
+FROZEN_SLOWDOWN = 4
+KNOWN_STATUSES = frozenset(status.value for status in SnapshotStatus)
 
 
 def copy_job() -> Work:
@@ -203,15 +206,23 @@ class Copier:
                 f"The snapshot {snapshot.id} failed: DWS reports it {snapshot.status}.",
                 snapshot_status=snapshot.status,
             )
+        frozen = snapshot.status in FROZEN_STATUSES
         if snapshot.status != request.snapshot_status:
+            if snapshot.status not in KNOWN_STATUSES:
+                log.warning(
+                    "DWS reports a snapshot status snapcopy does not know; showing it as it is",
+                    extra={"request_id": request.id, "status": snapshot.status},
+                )
+            # A freeze gets a reply of its own: somebody outside snapcopy has to act.
             self.store.update(
                 request.id,
                 snapshot_status=snapshot.status,
                 event="status",
                 details={"status": snapshot.status},
-                work=tell(News.STATUS),
+                work=tell(News.FROZEN if frozen else News.STATUS, status=snapshot.status),
             )
-        return Retry(after=self.poll_seconds, fresh=True)
+        # Frozen copies are followed more slowly: they thaw when the account is settled.
+        return Retry(after=self.poll_seconds * (FROZEN_SLOWDOWN if frozen else 1), fresh=True)
 
     def _find_missing(self, job: Claimed, request: CopyRequest, error: DwsError) -> Result:
         """DWS does not know the new id (it answered, or was adopted, wrongly): by name, then."""
@@ -287,7 +298,17 @@ class Copier:
             to=State.FAILED,
             event="copy_failed",
             actor=None,
-            details={"error_code": code, "dws_request_id": dws_request_id, "error": sentence},
+            details={
+                "error_code": code,
+                "dws_request_id": dws_request_id,
+                "error": sentence,
+                # IAM's encoded explanation of a 403: for support, in the audit log only.
+                **(
+                    {"encoded_authorization_message": error.encoded_authorization_message}
+                    if isinstance(error, DwsError) and error.encoded_authorization_message
+                    else {}
+                ),
+            },
             error=sentence,
             error_code=code,
             work=tell(News.FAILED),

@@ -31,6 +31,7 @@ class News(StrEnum):
     COPY_STARTED = "copy_started"
     COPIED = "copied"
     STATUS = "status"
+    FROZEN = "frozen"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     FOLLOW_STOPPED = "follow_stopped"

@@ -42,6 +42,7 @@ from bot.dws.validation import validate_backup_name, validate_description, valid
 _Model = TypeVar("_Model", bound=BaseModel)
 _PROJECT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _LOG = logging.getLogger(__name__)
+_JSON_BODY = {"Content-Type": "application/json;charset=utf-8"}
 
 
 def build_http_client(
@@ -136,8 +137,33 @@ class DwsClient:
         return self._parse(SnapshotEnvelope, self._get(path)).snapshot
 
     def list_snapshots(self) -> list[Snapshot]:
+        """Every snapshot of the project. Items are read one by one: an unreadable one is
+        skipped with a warning and the rest kept; only an answer that is no list is an error."""
         path = f"/v1.0/{self._project}/snapshots"
-        return self._parse(SnapshotList, self._get(path)).snapshots
+        response = self._get(path)
+        answer = self._parse(SnapshotList, response)
+        if answer.snapshots is None:
+            self._log.warning(
+                "DWS listed no 'snapshots' key; taking it as an empty list",
+                extra={"dws_request_id": response.headers.get("X-Request-Id")},
+            )
+            return []
+        snapshots = []
+        for position, item in enumerate(answer.snapshots):
+            try:
+                snapshots.append(Snapshot.model_validate(item))
+            except ValidationError as error:
+                problem = error.errors(include_url=False, include_input=False)[0]
+                self._log.warning(
+                    "skipping an unreadable snapshot in DWS's list",
+                    extra={
+                        "position": position,
+                        "field": ".".join(str(part) for part in problem["loc"]) or "item",
+                        "problem": problem["msg"],
+                        "dws_request_id": response.headers.get("X-Request-Id"),
+                    },
+                )
+        return snapshots
 
     def find_snapshot_by_name(self, name: str) -> Snapshot | None:
         """The snapshot with this name, compared case-insensitively as DWS compares names."""
@@ -276,7 +302,12 @@ class DwsClient:
         started = self._monotonic()
         try:
             response = self._http.request(
-                method, path, json=json, timeout=timeout or httpx.USE_CLIENT_DEFAULT
+                method,
+                path,
+                json=json,
+                # As the official SDK sends it; signed like every other header.
+                headers=_JSON_BODY if json is not None else None,
+                timeout=timeout or httpx.USE_CLIENT_DEFAULT,
             )
         except httpx.TransportError as exc:
             lost = transport_error(exc)

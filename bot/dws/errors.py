@@ -43,6 +43,7 @@ class DwsError(Exception):
         error_code: str | None = None,
         request_id: str | None = None,
         retry_after: float | None = None,
+        encoded_authorization_message: str | None = None,
     ) -> None:
         super().__init__(error_msg)
         self.error_msg = error_msg
@@ -50,17 +51,24 @@ class DwsError(Exception):
         self.error_code = error_code
         self.request_id = request_id
         self.retry_after = retry_after
+        # IAM's encrypted explanation of a 403, for the audit log and support (decoded with
+        # IAM's own tool); never shown in Slack.
+        self.encoded_authorization_message = encoded_authorization_message
 
     @classmethod
     def from_response(cls, response: httpx.Response) -> DwsError:
-        """Read an error answer in any of the shapes DWS and its gateway use, or none at all."""
-        code, message = _parse_error_body(response)
+        """Read an error answer in any of the shapes DWS and its gateway use, or none at all.
+
+        Like the official SDK, an answer that names no error code gets its HTTP status as one.
+        """
+        code, message, encoded = _parse_error_body(response)
         return cls(
             message or response.reason_phrase or "no error message",
             status=response.status_code,
-            error_code=code,
+            error_code=code or str(response.status_code),
             request_id=response.headers.get("X-Request-Id") or None,
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            encoded_authorization_message=encoded,
         )
 
     @property
@@ -234,28 +242,53 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(0.0, seconds)
 
 
-def _parse_error_body(response: httpx.Response) -> tuple[str | None, str]:
+_ERROR_KEYS = (
+    ("error_code", "error_msg"),  # DWS and APIG
+    ("errorCode", "errorMsg"),
+    ("code", "message"),  # IAM
+)
+
+
+def _parse_error_body(response: httpx.Response) -> tuple[str | None, str, str | None]:
+    """(code, message, IAM's encoded authorization message) from an error answer."""
     try:
         body: Any = json.loads(response.content) if response.content else None
     except (ValueError, UnicodeDecodeError):
-        return None, _text_summary(response)
+        return None, _text_summary(response), None
     if isinstance(body, dict):
-        nested = body.get("error")
-        if isinstance(nested, dict):  # IAM's {"error": {"code": ..., "message": ...}}
-            body = nested
-        for code_key, message_key in (
-            ("error_code", "error_msg"),  # DWS and APIG
-            ("errorCode", "errorMsg"),
-            ("code", "message"),
-        ):
-            if code_key in body or message_key in body:
-                code = body.get(code_key)
-                message = body.get(message_key)
-                return (
-                    str(code) if code is not None else None,
-                    _clip(str(message)) if message is not None else "",
-                )
-    return None, _text_summary(response)
+        found = _find_error(body)
+        if found is not None:
+            code, message = (found.get(key) for key in _error_keys(found))
+            encoded = found.get("encoded_authorization_message") or body.get(
+                "encoded_authorization_message"
+            )
+            return (
+                str(code) if code is not None else None,
+                _clip(str(message)) if message is not None else "",
+                str(encoded) if encoded else None,
+            )
+    return None, _text_summary(response), None
+
+
+def _find_error(body: dict[str, Any], depth: int = 0) -> dict[str, Any] | None:
+    """The object holding the error: the body itself, or one nested in it under any key, as
+    the official SDK reads them (IAM wraps its error in {"error": {...}})."""
+    if any(code in body or message in body for code, message in _ERROR_KEYS):
+        return body
+    if depth >= 2:
+        return None
+    for value in body.values():
+        if isinstance(value, dict):
+            found = _find_error(value, depth + 1)
+            if found is not None:
+                return found
+    return None
+
+
+def _error_keys(body: dict[str, Any]) -> tuple[str, str]:
+    return next(
+        (code, message) for code, message in _ERROR_KEYS if code in body or message in body
+    )
 
 
 def _text_summary(response: httpx.Response) -> str:

@@ -1,13 +1,16 @@
 """The answers of the DWS snapshot API, as pydantic models, and the result of a copy.
 
 The models ignore fields they do not name: DWS adds fields over time, and a new one must not break
-a copy. Only what snapcopy reads is required.
+a copy. The official SDK's models require none of their fields, and real answers do hold nulls,
+so only the id is required; a null text field reads as empty. A list is read item by item
+(`DwsClient.list_snapshots`), so one odd item cannot hide the others.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
@@ -19,7 +22,8 @@ class SnapshotStatus(StrEnum):
     AVAILABLE = "AVAILABLE"
     UNAVAILABLE = "UNAVAILABLE"
     RESTORING = "RESTORING"
-    FROZEN = "FROZEN"
+    FROZEN = "FROZEN"  # the account is in arrears
+    POLICE_FROZEN = "POLICE_FROZEN"  # frozen by the provider for a compliance reason
 
 
 # DWS documents AUTO; some pages and older regions say AUTOMATED.
@@ -32,19 +36,19 @@ class _Answer(BaseModel):
 
 class Snapshot(_Answer):
     id: str
-    name: str
+    name: str = ""
     description: str = ""
     started: str | None = None
     finished: str | None = None
     size: float | None = None
-    status: str
+    status: str = ""
     type: str = ""
     cluster_id: str | None = None
     cluster_name: str | None = None
 
-    @field_validator("description", mode="before")
+    @field_validator("name", "description", "status", "type", mode="before")
     @classmethod
-    def _null_description_is_empty(cls, value: object) -> object:
+    def _null_text_is_empty(cls, value: object) -> object:
         return "" if value is None else value
 
     @property
@@ -58,7 +62,9 @@ class SnapshotEnvelope(_Answer):
 
 
 class SnapshotList(_Answer):
-    snapshots: list[Snapshot]
+    """The list answer before its items are read, one by one."""
+
+    snapshots: list[Any] | None = None
     count: int | None = None
 
 

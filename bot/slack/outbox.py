@@ -181,6 +181,8 @@ class SlackOutbox:
     def _reply_text(self, news: News, request: CopyRequest, payload: dict[str, Any]) -> str | None:
         if news == News.REMINDER and request.state != State.PENDING_APPROVAL:
             return None  # decided since: nobody needs reminding
+        if news == News.FROZEN:
+            return views.frozen_reply(request, payload.get("status") or "FROZEN")
         if news == News.APPROVAL:
             return views.approval_reply(request, by=payload["by"], count=payload["count"])
         if news == News.DWS_RETRYING:

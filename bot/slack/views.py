@@ -376,6 +376,21 @@ def failed_reply(request: CopyRequest) -> str:
     return f"{text}\n{hint}" if hint else text
 
 
+def frozen_reply(request: CopyRequest, status: str) -> str:
+    why = (
+        "Huawei Cloud froze it for a compliance or security reason: the account's owner must "
+        "contact Huawei Cloud support"
+        if status == "POLICE_FROZEN"
+        else "DWS froze it because the Huawei Cloud account is in arrears: whoever manages the "
+        "account's billing must settle it"
+    )
+    return (
+        f":ice_cube: {mention(request.requested_by)}, the new snapshot `{request.new_snapshot_id}` "
+        f"is {escape(status)}. {why}. I keep checking, less often, and will say here when it is "
+        "AVAILABLE."
+    )
+
+
 def retried_reply(request: CopyRequest) -> str:
     return (
         f":repeat: {mention(request.requested_by)}, trying request {request.label} again: I look "

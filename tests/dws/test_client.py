@@ -1,6 +1,7 @@
 """The client over httpx.MockTransport: what it sends, and what it does with each failure."""
 
 import logging
+from typing import Any
 
 import httpx
 import pytest
@@ -54,7 +55,7 @@ def test_copy_posts_the_documented_request(client: DwsClient, fake: FakeDws) -> 
     assert fake.calls == [COPY]
     request = fake.requests[0]
     assert body_of(request) == {"backup_name": NAME, "description": "before the restore"}
-    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["Content-Type"] == "application/json;charset=utf-8"  # as the SDK
     assert request.headers["Authorization"].startswith(f"SDK-HMAC-SHA256 Access={AK}, ")
     assert request.headers["X-Project-Id"] == PROJECT
 
@@ -292,7 +293,7 @@ def test_get_snapshot_refuses_an_id_that_is_not_a_uuid(client: DwsClient, fake: 
 @pytest.mark.parametrize(
     ("answer", "where"),
     [
-        (httpx.Response(200, json={"snapshot": {"id": NEW_ID, "name": "x"}}), "snapshot.status"),
+        (httpx.Response(200, json={"snapshot": {"name": "x"}}), "snapshot.id"),
         (httpx.Response(200, json={"snapshots": []}), "snapshot"),
         (httpx.Response(200, text="<html>maintenance</html>"), "body"),
     ],
@@ -449,3 +450,76 @@ def test_snapshot_type_decides_whether_it_is_automated() -> None:
     assert Snapshot.model_validate(snapshot_json(type="AUTO")).is_automated
     assert Snapshot.model_validate(snapshot_json(type="automated")).is_automated
     assert not Snapshot.model_validate(snapshot_json(type="MANUAL")).is_automated
+
+
+# -- lists as real DWS sends them -------------------------------------------------------------
+
+
+def test_one_odd_snapshot_does_not_break_the_list(
+    client: DwsClient, fake: FakeDws, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Real lists hold items with null fields; the SDK's models require none of them.
+    nulls = {
+        **snapshot_json(name="nulls", snapshot_id="3f0e1c52-7b1d-4a0f-9a77-1c2d3e4f5a6b"),
+        "name": None,
+        "type": None,
+        "size": None,
+        "description": None,
+        "started": None,
+    }
+    unreadable = {"name": "no-id", "status": "AVAILABLE"}
+    fake.queue(listing(snapshot_json(name="kept"), nulls, unreadable, snapshot_json(name="last")))
+    caplog.set_level(logging.WARNING, logger="bot.dws.client")
+
+    snapshots = client.list_snapshots()
+
+    assert [s.name for s in snapshots] == ["kept", "", "last"]
+    odd = snapshots[1]
+    assert (odd.type, odd.size, odd.description, odd.started, odd.is_automated) == (
+        "", None, "", None, False
+    )
+    skipped = [r for r in caplog.records if "unreadable snapshot" in r.getMessage()]
+    assert len(skipped) == 1 and skipped[0].__dict__["position"] == 2
+
+
+def test_a_name_is_found_past_an_odd_snapshot(client: DwsClient, fake: FakeDws) -> None:
+    fake.queue(listing({"name": None, "status": None}, snapshot_json(name="Wanted-Copy")))
+
+    found = client.find_snapshot_by_name("wanted-copy")
+
+    assert found is not None and found.name == "Wanted-Copy"
+
+
+def test_a_list_without_its_snapshots_key_is_empty(
+    client: DwsClient, fake: FakeDws, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.queue(httpx.Response(200, json={"count": 0}))
+    caplog.set_level(logging.WARNING, logger="bot.dws.client")
+
+    assert client.list_snapshots() == []
+    assert any("no 'snapshots' key" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "answer", [{"snapshots": "all of them"}, ["not", "an", "object"], {"snapshots": {"a": 1}}]
+)
+def test_an_answer_that_is_no_snapshot_list_is_an_error(
+    client: DwsClient, fake: FakeDws, answer: Any
+) -> None:
+    fake.queue(httpx.Response(200, json=answer))
+
+    with pytest.raises(MalformedResponse):
+        client.list_snapshots()
+
+
+def test_the_copy_has_its_own_longer_read_timeout(fake: FakeDws, http: httpx.Client) -> None:
+    client = DwsClient(http, PROJECT, retry=RetryPolicy(attempts=1), copy_timeout=60.0)
+    fake.queue(listing(), copied())
+
+    client.list_snapshots()
+    client.copy_once(SOURCE_ID, "timed-copy")
+
+    list_request, copy_request = fake.requests
+    assert list_request.extensions["timeout"]["read"] == http.timeout.read
+    assert copy_request.extensions["timeout"]["read"] == 60.0
+    assert copy_request.extensions["timeout"]["connect"] == http.timeout.connect

@@ -33,9 +33,16 @@ def response(status: int, content: bytes | str = b"", **headers: str) -> httpx.R
         ('{"errorCode": "APIGW.0101", "errorMsg": "API not found"}', "APIGW.0101", "API not found"),
         ('{"code": "DWS.0005", "message": "Server failure"}', "DWS.0005", "Server failure"),
         ('{"error": {"code": 401, "message": "token expired"}}', "401", "token expired"),
-        (GATEWAY_PAGE, None, "an HTML page titled '502 Bad Gateway'"),
-        ("upstream connect error", None, "upstream connect error"),
-        ('["not", "an", "object"]', None, '["not", "an", "object"]'),
+        # Nested under any key, as the official SDK reads them.
+        (
+            '{"result": {"error_code": "DWS.0001", "error_msg": "Bad name"}}',
+            "DWS.0001",
+            "Bad name",
+        ),
+        # No code in the body: the HTTP status stands in, as in the SDK.
+        (GATEWAY_PAGE, "502", "an HTML page titled '502 Bad Gateway'"),
+        ("upstream connect error", "502", "upstream connect error"),
+        ('["not", "an", "object"]', "502", '["not", "an", "object"]'),
     ],
 )
 def test_error_bodies_of_every_shape_are_read(body: str, code: str | None, message: str) -> None:
@@ -47,10 +54,21 @@ def test_error_bodies_of_every_shape_are_read(body: str, code: str | None, messa
 def test_empty_body_falls_back_to_the_reason_phrase() -> None:
     error = DwsError.from_response(response(503))
     assert (error.error_code, error.error_msg, error.request_id) == (
-        None,
+        "503",
         "Service Unavailable",
         None,
     )
+
+
+def test_iams_encoded_authorization_message_is_kept_but_not_said() -> None:
+    body = (
+        '{"error_code": "DWS.0015", "error_msg": "No permission.",'
+        ' "encoded_authorization_message": "vH3pQ-opaque"}'
+    )
+    error = DwsError.from_response(response(403, body))
+
+    assert error.encoded_authorization_message == "vH3pQ-opaque"
+    assert "vH3pQ" not in str(error), "for the audit log, not for people"
 
 
 def test_huge_bodies_are_clipped() -> None:
