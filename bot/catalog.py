@@ -86,7 +86,8 @@ class SnapshotCatalog:
 
     def _load(self) -> _Catalogue:
         try:
-            listed, unavailable = self._dws.list_all()
+            # Within the picker's budget: one slow region must not empty the picker.
+            listed, unavailable = self._dws.list_all(wait=self._budget * 0.8)
             if unavailable and len(unavailable) == len(self._dws.regions):
                 raise DwsError(f"no region answered: {', '.join(unavailable) or 'DWS'}")
             catalogue = _Catalogue([x for x in listed if x.snapshot.is_automated], unavailable)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -38,7 +39,8 @@ class RegionalDws:
             raise ValueError("at least one region")
         self._clients = dict(clients)
         self._pool = (
-            ThreadPoolExecutor(max_workers=len(clients), thread_name_prefix="dws-region")
+            # Room for a slow region's call to go on while the next question is asked.
+            ThreadPoolExecutor(max_workers=2 * len(clients), thread_name_prefix="dws-region")
             if len(clients) > 1
             else None
         )
@@ -77,11 +79,13 @@ class RegionalDws:
         assert error is not None
         raise error
 
-    def list_all(self) -> tuple[list[Listed], list[str]]:
-        """Every region's snapshots, and the regions that did not answer."""
+    def list_all(self, wait: float | None = None) -> tuple[list[Listed], list[str]]:
+        """Every region's snapshots, and the regions that did not answer (within `wait`
+        seconds, when given: a region still trying is left to finish on its own)."""
         listed: list[Listed] = []
         failed: list[str] = []
-        for region, result in self._each(lambda client: client.list_snapshots()).items():
+        results = self._each(lambda client: client.list_snapshots(), wait=wait)
+        for region, result in results.items():
             if isinstance(result, DwsError):
                 log.warning(
                     "listing snapshots failed", extra={"region": region, "error": str(result)}
@@ -91,7 +95,12 @@ class RegionalDws:
                 listed += [Listed(region, snapshot) for snapshot in result]
         return listed, failed
 
-    def _each(self, call: Callable[[DwsClient], _T]) -> dict[str, _T | DwsError]:
+    def _each(
+        self, call: Callable[[DwsClient], _T], wait: float | None = None
+    ) -> dict[str, _T | DwsError]:
+        """`call` on every region's client, at once; a region that has not answered within
+        `wait` counts as a failure."""
+
         def run(client: DwsClient) -> _T | DwsError:
             try:
                 return call(client)
@@ -103,7 +112,13 @@ class RegionalDws:
         futures = {
             region: self._pool.submit(run, client) for region, client in self._clients.items()
         }
-        return {region: future.result() for region, future in futures.items()}
+        futures_wait(futures.values(), timeout=wait)
+        return {
+            region: future.result()
+            if future.done()
+            else DwsError(f"{region} did not answer within {wait} s")
+            for region, future in futures.items()
+        }
 
     def close(self) -> None:
         if self._pool is not None:
