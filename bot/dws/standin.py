@@ -5,8 +5,13 @@ the way the API gateway does, keeps the snapshot rules of the real service (name
 uniqueness, description rules, only automated snapshots are copyable, copies start CREATING and
 become AVAILABLE after `copy_delay` seconds), and answers with an `X-Request-Id` like DWS.
 
-Tests can queue faults (`inject(Fault(...))`): an error status, a slow answer, a copy stored whose
-answer is lost, a reset connection or a gateway's HTML page. It uses only the standard library
+Snapshots are answered with every field of the official SDK's `Snapshots` (list items) and
+`SnapshotDetail` (one snapshot) models, so what passes here passes against the shape real DWS sends.
+Tests can make fields of an item null (`add_snapshot(..., nulls=...)`), make the next copy fail
+(`fail_next_copy_later()`) or freeze (`freeze_next_copy()`), and queue faults
+(`inject(Fault(...))`): an error status (optionally with extra body fields, such as IAM's
+`encoded_authorization_message`), a slow answer, a copy stored whose answer is lost, a reset
+connection or a gateway's HTML page. It uses only the standard library
 (and the official SDK's signer to verify signatures when that happens to be installed), so the
 sandbox runs anywhere the bot does.
 """
@@ -24,7 +29,7 @@ import struct
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
@@ -53,6 +58,46 @@ _DEMO_CLUSTERS = {
     "dws-prod": "6f1c2b9e-3a47-4d8e-9b6a-1e2f3c4d5a6b",
     "dws-analytics": "0b7e4c1d-8f2a-4e6b-a3d5-9c8b7a6f5e4d",
 }
+_DWS_VERSION = "8.2.1.220"
+
+# The keys of a snapshot in list and detail answers, in the order of the SDK's `attribute_map`
+# (huaweicloudsdkdws 3.1.219: `Snapshots` and `SnapshotDetail` have the same fields).
+SNAPSHOT_FIELDS: tuple[str, ...] = (
+    "id",
+    "name",
+    "description",
+    "started",
+    "finished",
+    "size",
+    "status",
+    "type",
+    "cluster_id",
+    "datastore",
+    "cluster_name",
+    "updated",
+    "bak_expected_start_time",
+    "bak_keep_day",
+    "bak_period",
+    "db_user",
+    "progress",
+    "backup_key",
+    "prior_backup_key",
+    "base_backup_key",
+    "backup_device",
+    "total_backup_size",
+    "base_backup_name",
+    "support_inplace_restore",
+    "fine_grained_backup",
+    "backup_level",
+    "fine_grained_backup_detail",
+    "guest_agent_version",
+    "cluster_status",
+    "cluster_task_status",
+    "support_fine_grained_cross_version_restore",
+    "support_fine_grained_asymmetric_restore",
+)
+# Both freezes DWS documents: an ordinary one (e.g. arrears) and one ordered by the police.
+FROZEN_STATUSES = frozenset({"FROZEN", "POLICE_FROZEN"})
 
 
 @dataclass(frozen=True)
@@ -62,7 +107,9 @@ class Fault:
     `method` ("GET", "POST") and `path` (a suffix such as "linked-copy" or "snapshots") narrow
     which request it hits; both None means the very next request.
 
-    - status: answer `status` with a DWS-style JSON error (and Retry-After if given)
+    - status: answer `status` with a DWS-style JSON error `{"error_code", "error_msg"}` (and
+      Retry-After if given); `body_extra` is merged into that body last, e.g.
+      `{"encoded_authorization_message": "..."}` for a 403 from IAM
     - html: answer `status` with a gateway's HTML error page
     - delay: handle the request (storing a copy), then wait `seconds` before answering
     - drop_after_store: handle the request (storing a copy), then close without answering
@@ -81,6 +128,8 @@ class Fault:
     retry_after: str | None = None
     seconds: float = 0.0
     until: float | None = None
+    # Left out of the hash so a Fault stays hashable while carrying a dict.
+    body_extra: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method is None or self.method.upper() == method) and (
@@ -104,9 +153,18 @@ class RecordedRequest:
 @dataclass
 class _Record:
     snapshot: Snapshot
-    # Set for copies: when they were made and how they end.
+    # What DWS reports of the backup behind a snapshot; a linked copy shares its source's.
+    backup_key: str
+    base_backup_name: str
+    # Fields answered as null, whatever the snapshot holds.
+    nulls: frozenset[str] = frozenset()
+    updated: str | None = None
+    # Set for copies: when they were made, the status they reach once `copy_delay` has passed,
+    # when they reached it, and how long a frozen copy stays frozen before it becomes AVAILABLE.
     created_at: float | None = None
-    ends_unavailable: bool = False
+    outcome: str = SnapshotStatus.AVAILABLE
+    settled_at: float | None = None
+    thaw_after: float | None = None
 
 
 @dataclass(frozen=True)
@@ -117,10 +175,20 @@ class _Reply:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-def _error(status: int, code: str | None, message: str, **headers: str) -> _Reply:
-    payload = {"error_msg": message} if code is None else {"error_code": code, "error_msg": message}
-    body = json.dumps(payload).encode()
-    return _Reply(status, body, headers=headers)
+def _error(
+    status: int,
+    code: str | None,
+    message: str,
+    *,
+    body_extra: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> _Reply:
+    """An error in the shape DWS documents, `{"error_code": ..., "error_msg": ...}`."""
+    payload: dict[str, Any] = {"error_msg": message}
+    if code is not None:
+        payload = {"error_code": code, **payload}
+    payload.update(body_extra or {})
+    return _Reply(status, json.dumps(payload).encode(), headers=headers or {})
 
 
 def _ok(payload: object) -> _Reply:
@@ -155,7 +223,8 @@ class DwsStandIn:
         self._faults: list[Fault] = []
         self._requests: list[RecordedRequest] = []
         self._copy_calls = 0
-        self._fail_next_copy = False
+        # How the next copy ends: the status it reaches after CREATING, and the thaw delay.
+        self._next_outcome: tuple[str, float | None] = (SnapshotStatus.AVAILABLE, None)
         self._stopping = threading.Event()
         self._connections: set[socket.socket] = set()
         self._server: _Server | None = None
@@ -225,7 +294,15 @@ class DwsStandIn:
         description: str = "",
         started: datetime | None = None,
         cluster_name: str | None = None,
+        nulls: Collection[str] = (),
     ) -> Snapshot:
+        """Store a snapshot and return it as the stand-in keeps it.
+
+        `nulls` names fields (of `SNAPSHOT_FIELDS`, all but "id") that list and detail answers
+        give as null, as real DWS does for some items (type, name, size, description, started).
+        Only the answers change: the stand-in still applies its rules to the stored values.
+        """
+        nulled = _checked_nulls(nulls)
         when = started or datetime.now(UTC)
         if cluster_name is None:  # real DWS names the cluster in every snapshot it lists
             cluster_name = next(
@@ -243,8 +320,11 @@ class DwsStandIn:
             cluster_id=cluster_id,
             cluster_name=cluster_name,
         )
+        record = _Record(
+            snapshot, f"{when:%Y%m%d_%H%M%S}_{snapshot.id[:8]}", snapshot.name, nulls=nulled
+        )
         with self._lock:
-            self._records[snapshot.id] = _Record(snapshot)
+            self._records[snapshot.id] = record
         return snapshot
 
     def seed_demo(self) -> list[Snapshot]:
@@ -306,7 +386,20 @@ class DwsStandIn:
     def fail_next_copy_later(self) -> None:
         """Make the next copy go CREATING -> UNAVAILABLE instead of AVAILABLE."""
         with self._lock:
-            self._fail_next_copy = True
+            self._next_outcome = (SnapshotStatus.UNAVAILABLE, None)
+
+    def freeze_next_copy(self, thaw_after: float | None = None, status: str = "FROZEN") -> None:
+        """Make the next copy go CREATING -> `status` (FROZEN or POLICE_FROZEN) after `copy_delay`.
+
+        With `thaw_after`, it becomes AVAILABLE that many seconds after it froze; without, it
+        stays frozen. The latest of this and `fail_next_copy_later()` decides the next copy.
+        """
+        if status not in FROZEN_STATUSES:
+            raise ValueError(f"status must be one of {sorted(FROZEN_STATUSES)}, not {status!r}")
+        if thaw_after is not None and thaw_after < 0:
+            raise ValueError("thaw_after must not be negative")
+        with self._lock:
+            self._next_outcome = (status, thaw_after)
 
     # -- request handling (called from server threads) --------------------------------------
 
@@ -374,8 +467,9 @@ class DwsStandIn:
         return None
 
     def _list(self) -> _Reply:
-        snapshots = self.snapshots
-        return _ok({"snapshots": [s.model_dump() for s in snapshots], "count": len(snapshots)})
+        with self._lock:
+            items = [self._view(record) for record in self._records.values()]
+        return _ok({"snapshots": items, "count": len(items)})
 
     def _get(self, snapshot_id: str) -> _Reply:
         if UUID_RE.fullmatch(snapshot_id) is None:
@@ -384,7 +478,7 @@ class DwsStandIn:
             record = self._records.get(snapshot_id.lower())
             if record is None:
                 return _error(404, "DWS.0015", f"The snapshot {snapshot_id} does not exist.")
-            return _ok({"snapshot": self._settled(record).model_dump()})
+            return _ok({"snapshot": self._view(record)})
 
     def _copy(self, source_id: str, body: bytes) -> _Reply:
         if UUID_RE.fullmatch(source_id) is None:
@@ -427,32 +521,120 @@ class DwsStandIn:
                 cluster_id=source.snapshot.cluster_id,
                 cluster_name=source.snapshot.cluster_name,
             )
+            outcome, thaw_after = self._next_outcome
             self._records[copy.id] = _Record(
-                copy, created_at=time.monotonic(), ends_unavailable=self._fail_next_copy
+                copy,
+                source.backup_key,
+                source.base_backup_name,
+                created_at=time.monotonic(),
+                outcome=outcome,
+                thaw_after=thaw_after,
             )
-            self._fail_next_copy = False
+            self._next_outcome = (SnapshotStatus.AVAILABLE, None)
             self._copy_calls += 1
         return _ok({"snapshot_id": copy.id})
 
-    def _settled(self, record: _Record) -> Snapshot:
-        """The record's snapshot, a copy moved on from CREATING once `copy_delay` has passed.
+    def _view(self, record: _Record) -> dict[str, Any]:
+        """The record as list and detail answers show it. Callers hold the lock."""
+        snapshot = self._settled(record)
+        return _wire(snapshot, record, self._progress(record, snapshot))
 
-        Callers hold the lock.
+    def _progress(self, record: _Record, snapshot: Snapshot) -> str:
+        """How far a snapshot is, as DWS reports it: a percentage, complete unless CREATING."""
+        if snapshot.status != SnapshotStatus.CREATING or record.created_at is None:
+            return "100%"
+        if self.copy_delay <= 0:
+            return "99%"
+        done = (time.monotonic() - record.created_at) / self.copy_delay
+        return f"{min(99, int(done * 100))}%"
+
+    def _settled(self, record: _Record) -> Snapshot:
+        """The record's snapshot, a copy moved on as time passes. Callers hold the lock.
+
+        A copy leaves CREATING for its outcome once `copy_delay` has passed; a frozen one with a
+        thaw delay becomes AVAILABLE that long after it froze. Statuses only move forward, even
+        when a test changes `copy_delay` later.
         """
-        snapshot = record.snapshot
+        now = time.monotonic()
+        if record.created_at is None:
+            return record.snapshot
         if (
-            record.created_at is not None
-            and snapshot.status == SnapshotStatus.CREATING
-            and time.monotonic() - record.created_at >= self.copy_delay
+            record.snapshot.status == SnapshotStatus.CREATING
+            and now - record.created_at >= self.copy_delay
         ):
-            final = (
-                SnapshotStatus.UNAVAILABLE if record.ends_unavailable else SnapshotStatus.AVAILABLE
-            )
-            snapshot = snapshot.model_copy(
-                update={"status": final, "finished": datetime.now(UTC).strftime(_TIMESTAMP)}
-            )
-            record.snapshot = snapshot
-        return snapshot
+            record.settled_at = record.created_at + self.copy_delay
+            _move(record, record.outcome, finished=True)
+        if (  # after a long wait, one look may see a copy both freeze and thaw
+            record.snapshot.status in FROZEN_STATUSES
+            and record.thaw_after is not None
+            and record.settled_at is not None
+            and now - record.settled_at >= record.thaw_after
+        ):
+            _move(record, SnapshotStatus.AVAILABLE, finished=False)
+        return record.snapshot
+
+
+def _move(record: _Record, status: str, *, finished: bool) -> None:
+    """Give the record's snapshot a new status, noting when it changed."""
+    now = datetime.now(UTC).strftime(_TIMESTAMP)
+    update = {"status": status, "finished": now} if finished else {"status": status}
+    record.snapshot = record.snapshot.model_copy(update=update)
+    record.updated = now
+
+
+def _checked_nulls(nulls: Collection[str]) -> frozenset[str]:
+    """The field names to answer as null; "id" is never null, since it addresses the item."""
+    nulled = frozenset(nulls)
+    refused = (nulled - set(SNAPSHOT_FIELDS)) | (nulled & {"id"})
+    if refused:
+        raise ValueError(f"cannot answer these fields as null: {sorted(refused)}")
+    return nulled
+
+
+def _wire(snapshot: Snapshot, record: _Record, progress: str) -> dict[str, Any]:
+    """One snapshot as DWS answers it: every field of the SDK's `Snapshots`/`SnapshotDetail`.
+
+    Fields snapcopy keeps come from the snapshot; the rest are what a healthy cluster with a
+    daily automated-snapshot policy reports, so clients meet the full shape of a real answer.
+    """
+    creating = snapshot.status == SnapshotStatus.CREATING
+    answer: dict[str, Any] = {
+        "id": snapshot.id,
+        "name": snapshot.name,
+        "description": snapshot.description,
+        "started": snapshot.started,
+        "finished": snapshot.finished,
+        "size": snapshot.size,
+        "status": snapshot.status,
+        "type": snapshot.type,
+        "cluster_id": snapshot.cluster_id,
+        "datastore": {"type": "dws", "version": _DWS_VERSION},
+        "cluster_name": snapshot.cluster_name,
+        "updated": record.updated or snapshot.finished or snapshot.started,
+        "bak_expected_start_time": snapshot.started,
+        "bak_keep_day": 7,
+        "bak_period": "1d",
+        "db_user": "dbadmin",
+        "progress": progress,
+        "backup_key": record.backup_key,
+        "prior_backup_key": "FULL",  # DWS's word for "a full snapshot, not an increment"
+        "base_backup_key": record.backup_key,
+        "backup_device": "OBS",
+        # Bytes, where `size` is GB; DWS sends it as an integer.
+        "total_backup_size": None if snapshot.size is None else round(snapshot.size * 1024**3),
+        "base_backup_name": record.base_backup_name,
+        "support_inplace_restore": True,
+        "fine_grained_backup": False,
+        "backup_level": "cluster",
+        "fine_grained_backup_detail": {"database": None, "schema_list": [], "table_list": []},
+        "guest_agent_version": _DWS_VERSION,
+        "cluster_status": "AVAILABLE",
+        "cluster_task_status": "SNAPSHOTTING" if creating else "",
+        "support_fine_grained_cross_version_restore": False,
+        "support_fine_grained_asymmetric_restore": False,
+    }
+    answer.update(dict.fromkeys(record.nulls))
+    return answer
 
 
 def _text(body: dict[str, Any], key: str, *, required: bool = True) -> str:
@@ -578,7 +760,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._write(_Reply(fault.status, _gateway_page(fault.status), "text/html"))
         else:
             extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
-            self._write(_error(fault.status, fault.error_code, fault.error_msg, **extra))
+            self._write(
+                _error(
+                    fault.status,
+                    fault.error_code,
+                    fault.error_msg,
+                    body_extra=fault.body_extra,
+                    headers=extra,
+                )
+            )
 
     def _hang_up(self, *, reset: bool) -> None:
         self.close_connection = True

@@ -5,17 +5,28 @@ import re
 import socket
 import time
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
 
 import httpx
 import pytest
+from huaweicloudsdkdws.v2.model import SnapshotDetail, Snapshots
 
 from bot.dws import standin as standin_module
 from bot.dws.client import DwsClient, build_http_client
 from bot.dws.errors import DwsError, SnapshotFailed
 from bot.dws.signer import AkSkAuth
-from bot.dws.standin import DwsStandIn, Fault
+from bot.dws.standin import SNAPSHOT_FIELDS, DwsStandIn, Fault
 
-from .fakes import AK, PROJECT, SK
+from .fakes import AK, PROJECT, SK, FakeClock
+
+# JSON types the SDK's `openapi_types` names stand for; other names are nested models (objects).
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "int": (int,),
+    "float": (float, int),
+    "bool": (bool,),
+}
 
 
 def dws_client(url: str, auth: AkSkAuth) -> tuple[httpx.Client, DwsClient]:
@@ -249,3 +260,271 @@ def test_signatures_are_checked_with_or_without_the_sdk(
         client.list_snapshots()
     assert good.status_code == 200
     assert caught.value.status == 401
+
+
+# -- answers as the official SDK models them ------------------------------------------------
+
+
+def listed(standin: DwsStandIn) -> list[dict[str, Any]]:
+    """The items of a list answer, as sent."""
+    answer = raw(standin, "GET", f"/v1.0/{PROJECT}/snapshots").json()
+    items: list[dict[str, Any]] = answer["snapshots"]
+    return items
+
+
+def detail(standin: DwsStandIn, snapshot_id: str) -> dict[str, Any]:
+    """The snapshot of a detail answer, as sent."""
+    response = raw(standin, "GET", f"/v1.0/{PROJECT}/snapshots/{snapshot_id}")
+    assert response.status_code == 200, response.text
+    answer: dict[str, Any] = response.json()["snapshot"]
+    return answer
+
+
+def copy_of(standin: DwsStandIn, source_id: str, name: str) -> str:
+    """Start a linked copy and return its id."""
+    response = raw(
+        standin,
+        "POST",
+        f"/v1.0/{PROJECT}/snapshots/{source_id}/linked-copy",
+        json={"backup_name": name},
+    )
+    assert response.status_code == 200, response.text
+    copy_id: str = response.json()["snapshot_id"]
+    return copy_id
+
+
+def has_sdk_type(value: object, sdk_type: str) -> bool:
+    """Whether a JSON value fits an `openapi_types` type name (null fits any)."""
+    if value is None:
+        return True
+    if sdk_type.startswith("list["):
+        return isinstance(value, list)
+    if sdk_type == "int" and isinstance(value, bool):
+        return False  # bool is an int to Python, not to the SDK
+    return isinstance(value, _JSON_TYPES.get(sdk_type, (dict,)))
+
+
+@pytest.fixture
+def standin_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """The stand-in's monotonic clock, moved on only by the test."""
+    clock = FakeClock()
+    monkeypatch.setattr(standin_module, "time", SimpleNamespace(monotonic=clock.monotonic))
+    return clock
+
+
+def test_the_field_list_is_the_sdks_for_list_items_and_details() -> None:
+    assert SNAPSHOT_FIELDS == tuple(Snapshots.attribute_map.values())
+    assert SNAPSHOT_FIELDS == tuple(SnapshotDetail.attribute_map.values())
+
+
+def test_list_and_detail_answers_carry_every_sdk_field(standin: DwsStandIn) -> None:
+    standin.seed_demo()
+    items = listed(standin)
+    one = detail(standin, items[0]["id"])
+    assert all(list(item) == list(Snapshots.attribute_map.values()) for item in items)
+    assert list(one) == list(SnapshotDetail.attribute_map.values())
+
+
+@pytest.mark.parametrize("model", [Snapshots, SnapshotDetail], ids=lambda m: m.__name__)
+def test_answer_values_have_the_types_the_sdk_declares(standin: DwsStandIn, model: type) -> None:
+    snapshot = standin.add_snapshot("dws-prod-20240601020000")
+    answer = detail(standin, snapshot.id) if model is SnapshotDetail else listed(standin)[0]
+    wrong = {
+        attribute: answer[key]
+        for attribute, key in model.attribute_map.items()
+        if not has_sdk_type(answer[key], model.openapi_types[attribute])
+    }
+    assert wrong == {}
+
+
+def test_the_demo_has_no_null_fields(standin: DwsStandIn) -> None:
+    standin.seed_demo()
+    nulls = {
+        (item["name"], key) for item in listed(standin) for key, v in item.items() if v is None
+    }
+    assert nulls == set()
+
+
+def test_named_fields_are_answered_as_null_in_list_and_detail(standin: DwsStandIn) -> None:
+    gaps = ("name", "type", "size", "description", "started")
+    whole = standin.add_snapshot("dws-prod-20240601020000")
+    holey = standin.add_snapshot("dws-prod-20240602020000", nulls=gaps)
+
+    items = {item["id"]: item for item in listed(standin)}
+
+    for answer in (items[holey.id], detail(standin, holey.id)):
+        assert {key for key, value in answer.items() if value is None} == set(gaps)
+        assert (answer["id"], answer["status"]) == (holey.id, "AVAILABLE")
+    assert items[whole.id]["name"] == "dws-prod-20240601020000"
+    assert holey in standin.snapshots  # the stand-in itself still knows the values
+
+
+@pytest.mark.parametrize("nulls", [("id",), ("nmae",)])
+def test_only_known_fields_other_than_id_can_be_null(
+    standin: DwsStandIn, nulls: tuple[str]
+) -> None:
+    with pytest.raises(ValueError, match=nulls[0]):
+        standin.add_snapshot("dws-prod-20240601020000", nulls=nulls)
+    assert standin.snapshots == []
+
+
+def test_a_copy_shows_its_progress_and_shares_its_sources_backup(
+    standin: DwsStandIn, standin_clock: FakeClock
+) -> None:
+    standin.copy_delay = 10.0
+    source = standin.add_snapshot("dws-prod-20240601020000")
+    copy_id = copy_of(standin, source.id, "keep-me")
+
+    standin_clock.sleep(4.0)
+    creating = detail(standin, copy_id)
+    standin_clock.sleep(6.0)
+    done = detail(standin, copy_id)
+
+    assert (creating["status"], creating["progress"], creating["finished"]) == (
+        "CREATING",
+        "40%",
+        None,
+    )
+    assert creating["cluster_task_status"] == "SNAPSHOTTING"
+    assert (done["status"], done["progress"], done["cluster_task_status"]) == (
+        "AVAILABLE",
+        "100%",
+        "",
+    )
+    assert done["finished"] is not None
+    assert done["backup_key"] == detail(standin, source.id)["backup_key"]
+
+
+# -- copies that freeze ------------------------------------------------------------------
+
+
+def test_a_frozen_copy_thaws_after_the_given_time(
+    standin: DwsStandIn, standin_clock: FakeClock
+) -> None:
+    standin.copy_delay = 0.25  # steps of quarters add up exactly in binary floating point
+    source = standin.add_snapshot("dws-prod-20240601020000")
+    standin.freeze_next_copy(thaw_after=1.0)
+    copy_id = copy_of(standin, source.id, "keep-me")
+    seen = []
+    for step in (0.0, 0.25, 0.5, 0.25, 0.25):  # frozen from 0.25 until 1.25
+        standin_clock.sleep(step)
+        seen.append(detail(standin, copy_id)["status"])
+    assert seen == ["CREATING", "FROZEN", "FROZEN", "FROZEN", "AVAILABLE"]
+
+
+def test_a_copy_frozen_without_a_thaw_time_stays_frozen(
+    standin: DwsStandIn, standin_clock: FakeClock
+) -> None:
+    source = standin.add_snapshot("dws-prod-20240601020000")
+    standin.freeze_next_copy(status="POLICE_FROZEN")
+    copy_id = copy_of(standin, source.id, "keep-me")
+    standin_clock.sleep(10**6)
+    assert detail(standin, copy_id)["status"] == "POLICE_FROZEN"
+    assert [s.status for s in standin.snapshots if s.id == copy_id] == ["POLICE_FROZEN"]
+
+
+def test_one_look_after_a_long_wait_sees_a_thawed_copy(
+    standin: DwsStandIn, standin_clock: FakeClock
+) -> None:
+    source = standin.add_snapshot("dws-prod-20240601020000")
+    standin.freeze_next_copy(thaw_after=1.0)
+    copy_id = copy_of(standin, source.id, "keep-me")
+    standin_clock.sleep(60.0)
+    assert detail(standin, copy_id)["status"] == "AVAILABLE"
+
+
+def test_only_the_next_copy_freezes(standin: DwsStandIn, standin_clock: FakeClock) -> None:
+    source = standin.add_snapshot("dws-prod-20240601020000")
+    standin.freeze_next_copy()
+    frozen, plain = copy_of(standin, source.id, "first"), copy_of(standin, source.id, "second")
+    standin_clock.sleep(1.0)
+    assert [detail(standin, i)["status"] for i in (frozen, plain)] == ["FROZEN", "AVAILABLE"]
+
+
+def test_the_client_sees_a_copy_freeze_then_thaw(
+    standin: DwsStandIn, live_http: httpx.Client, standin_clock: FakeClock
+) -> None:
+    # The client's sleeps move the stand-in's clock, so every status is seen exactly in order.
+    source = standin.add_snapshot("dws-prod-20240601020000")
+    standin.freeze_next_copy(thaw_after=0.3)
+    client = DwsClient(live_http, PROJECT, sleep=standin_clock.sleep)
+    seen: list[str] = []
+    copy = client.copy_snapshot(source.id, "keep-me")
+    client.wait_until_available(
+        copy.snapshot_id, 0.05, 5, on_status=lambda s: seen.append(s.status)
+    )
+    assert seen == ["CREATING", "FROZEN", "AVAILABLE"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"status": "UNAVAILABLE"}, "status must be one of"), ({"thaw_after": -1.0}, "negative")],
+)
+def test_freezing_takes_only_frozen_statuses_and_a_real_delay(
+    standin: DwsStandIn, kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        standin.freeze_next_copy(**kwargs)
+
+
+# -- errors --------------------------------------------------------------------------------
+
+
+def error_answers(standin: DwsStandIn) -> list[httpx.Response]:
+    source = standin.add_snapshot("dws-prod-20240601020000")
+    manual = standin.add_snapshot("before-upgrade", type="MANUAL")
+    snapshots = f"/v1.0/{PROJECT}/snapshots"
+    return [
+        httpx.get(f"{standin.url}{snapshots}"),
+        raw(standin, "GET", f"/v1.0/{PROJECT}/nothing-here"),
+        raw(standin, "GET", "/v1.0/0123456789abcdef0123456789abcdef/snapshots"),
+        raw(standin, "GET", f"{snapshots}/not-a-uuid"),
+        raw(standin, "GET", f"{snapshots}/{'0' * 8}-0000-0000-0000-{'0' * 12}"),
+        raw(standin, "POST", f"{snapshots}/{source.id}/linked-copy", json={"backup_name": "1x"}),
+        raw(standin, "POST", f"{snapshots}/{manual.id}/linked-copy", json={"backup_name": "abcd"}),
+    ]
+
+
+def test_errors_have_the_documented_shape_and_status(standin: DwsStandIn) -> None:
+    answers = [(r.status_code, r.json()["error_code"]) for r in error_answers(standin)]
+    assert answers == [
+        (401, "APIG.0301"),
+        (404, "APIG.0101"),
+        (403, "DWS.0015"),
+        (400, "DWS.5149"),
+        (404, "DWS.0015"),
+        (400, "DWS.0001"),
+        (400, "DWS.0001"),
+    ]
+    for response in error_answers(standin):
+        assert response.headers["Content-Type"].startswith("application/json")
+        assert set(response.json()) == {"error_code", "error_msg"}
+        assert response.json()["error_msg"]
+
+
+def test_a_403_from_iam_can_carry_an_encoded_authorization_message(
+    standin: DwsStandIn, live_client: DwsClient
+) -> None:
+    denial = {
+        "error_code": "DWS.0015",
+        "error_msg": "You have no permission to perform dws:snapshot:copy.",
+        "encoded_authorization_message": "cG9saWN5IGRlbmllZA==",
+    }
+    source = standin.add_snapshot("dws-prod-20240601020000")
+    standin.inject(
+        Fault(
+            "status",
+            path="linked-copy",
+            status=403,
+            error_code=denial["error_code"],
+            error_msg=denial["error_msg"],
+            body_extra={"encoded_authorization_message": denial["encoded_authorization_message"]},
+        )
+    )
+    body = raw(standin, "POST", f"/v1.0/{PROJECT}/snapshots/{source.id}/linked-copy", json={})
+    standin.inject(Fault("status", status=403, error_code="DWS.0015", body_extra={"x": "y"}))
+    with pytest.raises(DwsError) as caught:
+        live_client.copy_snapshot(source.id, "denied-copy")
+    assert (body.status_code, body.json()) == (403, denial)
+    assert (caught.value.status, caught.value.error_code) == (403, "DWS.0015")
+    assert standin.copy_calls == 0
