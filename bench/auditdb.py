@@ -24,7 +24,9 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 from bot.config import Policy, Roles
+from bot.copies import CopyService
 from bot.domain import State
+from bot.dws.regional import RegionalDws
 from bot.roles import RoleResolver
 from bot.slack import answers
 from bot.slack.services import Services
@@ -171,7 +173,8 @@ def list_services(store: Store) -> Services:
     """Just what `answers.list_text` reads: the store, the roles and the approval policy."""
     policy = Policy(roles=Roles(requester=(BUSIEST,), approver=(BUSIEST,)))
     roles = RoleResolver(policy, lambda group: frozenset())
-    copies = SimpleNamespace(policy=policy)
+    # The listing never asks DWS anything.
+    copies = CopyService(store, cast(RegionalDws, None), policy, roles)
     return cast(Services, SimpleNamespace(store=store, roles=roles, copies=copies))
 
 

@@ -1,5 +1,7 @@
 """The floor to compare with: a Bolt app whose listeners only acknowledge, served exactly as
-`snapcopy serve` serves (snapcopy's own gunicorn class: 1 worker, gthread, the same threads).
+`snapcopy serve` serves (the same front end, bot/front.py: uvicorn buffering whole requests for
+a pool of threads), or, with `--server gunicorn`, as snapcopy was served before that front end
+(gunicorn, 1 worker, gthread, 8 threads) for the door benchmark (bench/door.py).
 
     python -m bench.bare_app --port 3100   # SLACK_SIGNING_SECRET, SLACK_BOT_TOKEN, SLACK_API_URL
 
@@ -16,17 +18,17 @@ import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from gunicorn.app.base import BaseApplication
 from slack_bolt import Ack, App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 
-from bot.server import EVENTS_PATH, HEALTH_PATH, SnapcopyServer
+from bot.front import BufferedWsgi, serve
+from bot.server import EVENTS_PATH, HEALTH_PATH
 from bot.slack.ids import COMMAND, Action, Callback
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
-
-    from bot.app import Runtime
 
 PROC_NAME = "snapcopy-bare"
 
@@ -69,34 +71,51 @@ def wsgi(app: App) -> WSGIApplication:
     return serve
 
 
-class BareServer(SnapcopyServer):
-    """snapcopy's gunicorn settings around the bare app; it has no Runtime to start or close."""
+def bare_wsgi() -> WSGIApplication:
+    return wsgi(
+        build_bolt(
+            os.environ["SLACK_SIGNING_SECRET"],
+            os.environ["SLACK_BOT_TOKEN"],
+            os.environ.get("SLACK_API_URL", WebClient.BASE_URL),
+        )
+    )
+
+
+class GunicornServer(BaseApplication):  # type: ignore[misc]
+    """How snapcopy served before its front end: one gthread worker with eight threads."""
 
     def __init__(self, *, host: str, port: int) -> None:
-        super().__init__(_no_runtime, host=host, port=port)
-        self.cfg.set("proc_name", PROC_NAME)
+        self._options = {
+            "bind": [f"{host}:{port}"],
+            "workers": 1,
+            "worker_class": "gthread",
+            "threads": 8,
+            "graceful_timeout": 5,
+            "proc_name": PROC_NAME,
+            "accesslog": None,
+            "control_socket_disable": True,
+        }
+        super().__init__()
+
+    def load_config(self) -> None:
+        for name, value in self._options.items():
+            if name in self.cfg.settings:  # older gunicorn releases lack some settings
+                self.cfg.set(name, value)
 
     def load(self) -> WSGIApplication:
-        # In the worker after the fork, like snapcopy's Runtime.
-        return wsgi(
-            build_bolt(
-                os.environ["SLACK_SIGNING_SECRET"],
-                os.environ["SLACK_BOT_TOKEN"],
-                os.environ.get("SLACK_API_URL", WebClient.BASE_URL),
-            )
-        )
-
-
-def _no_runtime() -> Runtime:
-    raise AssertionError("the bare app has no Runtime")
+        return bare_wsgi()  # in the worker, after the fork
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="A Bolt app that only acknowledges.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--server", choices=("front", "gunicorn"), default="front")
     args = parser.parse_args()
-    BareServer(host=args.host, port=args.port).run()
+    if args.server == "gunicorn":
+        GunicornServer(host=args.host, port=args.port).run()
+    else:
+        serve(BufferedWsgi(bare_wsgi()), host=args.host, port=args.port)
 
 
 if __name__ == "__main__":

@@ -25,8 +25,9 @@ from pathlib import Path
 # `python bench/run.py` puts bench/ first on the path; the code imports from the repository root.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import auditdb, payloads
+from bench import auditdb, door, payloads
 from bench.acks import AckBench, AckResult, Kind
+from bench.door import DoorResult
 from bench.flows import Flow, FlowDriver
 from bench.load import LoadProcess
 from bench.ramp import Ramp, Step
@@ -68,6 +69,7 @@ class Plan:
     audit_runs: int
     query_runs: int
     soak_flows: int  # complete flows between the two readings of memory and open files
+    door_rounds: int  # signed commands and health checks timed while 50 clients trickle
 
 
 FULL = Plan(
@@ -83,6 +85,7 @@ FULL = Plan(
     audit_runs=11,
     query_runs=100,
     soak_flows=3000,
+    door_rounds=40,
 )
 QUICK = Plan(
     requests=40,
@@ -97,6 +100,7 @@ QUICK = Plan(
     audit_runs=3,
     query_runs=20,
     soak_flows=100,
+    door_rounds=5,
 )
 
 
@@ -113,6 +117,7 @@ class Results:
     steps: list[Step] = field(default_factory=list)
     audit: dict[str, auditdb.Timing] = field(default_factory=dict)
     soak: Soak | None = None
+    door: list[DoorResult] = field(default_factory=list)
     wall: float = 0.0
 
 
@@ -194,6 +199,14 @@ class Bench:
                 bare.stop()
         finally:
             bot.stop()
+        # The door, as snapcopy was served before its front end: gunicorn's threads.
+        old = launch("gunicorn", (*BARE_ARGV, "--server", "gunicorn"), bare_env, cwd=self.workdir)
+        try:
+            self.results.door.append(door.measure(old, slack, self.plan.door_rounds))
+        finally:
+            old.stop()
+        for result in self.results.door:
+            _progress(f"door, {result.server}: help", result.help.p99)
 
     # --- the measurements ----------------------------------------------------------------------
 
@@ -209,8 +222,8 @@ class Bench:
         self._acks(AckBench(load, slack, bot, bare), self._kinds(slack, driver))
         self.results.rss_loaded = bot.rss_mb()
         worker = bot.worker_pid()
-        assert worker is not None, "gunicorn has no worker"
         self._flows(Ramp(driver, dws, worker))
+        self.results.door.append(door.measure(bot, slack, self.plan.door_rounds))
         self.results.soak = soak(
             driver, dws, worker, self.workdir / "snapcopy.db", count=self.plan.soak_flows
         )

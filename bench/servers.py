@@ -45,15 +45,19 @@ class Served:
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
-    def worker_pid(self) -> int | None:
-        """gunicorn's single worker: the master's only child."""
+    def worker_pid(self) -> int:
+        """The process that runs the app: gunicorn's single worker (the master's only child),
+        or the process itself where there is no master (snapcopy serve)."""
         children = _children(self.process.pid)
-        return children[0] if children else None
+        return children[0] if children else self.process.pid
 
     def rss_mb(self) -> tuple[float, float]:
-        """Resident memory (VmRSS) of the master and of the worker, in MB (10^6 bytes)."""
+        """Resident memory (VmRSS) of the master and of the worker, in MB (10^6 bytes); a
+        server of one process has no master (0)."""
         worker = self.worker_pid()
-        return vm_rss_mb(self.process.pid), vm_rss_mb(worker) if worker else 0.0
+        if worker == self.process.pid:
+            return 0.0, vm_rss_mb(worker)
+        return vm_rss_mb(self.process.pid), vm_rss_mb(worker)
 
     def stop(self) -> None:
         """SIGTERM and wait, as a platform stops a dyno; SIGKILL the group if it lingers."""

@@ -1,7 +1,7 @@
 """Builds a running snapcopy: the Bolt app, the audit log, the DWS client and the copy service.
 
-Nothing here runs at import time; `build_runtime` is called once per process (in the gunicorn
-worker after the fork, or by Socket Mode), so threads and connections belong to that process.
+Nothing here runs at import time; `build_runtime` is called once per process (by HTTP or Socket
+Mode serving), so threads and connections belong to that process.
 """
 
 from __future__ import annotations

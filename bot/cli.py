@@ -1,6 +1,6 @@
 """The `snapcopy` command: `serve` runs the bot, `audit` prints the audit log.
 
-Imports of the serving stack (Bolt, gunicorn) wait until `serve` has a valid configuration, so
+Imports of the serving stack (Bolt, uvicorn) wait until `serve` has a valid configuration, so
 `audit` and configuration errors answer fast and never depend on Slack or the cloud.
 """
 

@@ -1,9 +1,8 @@
-"""Serving: the WSGI routes, the embedded gunicorn for HTTP mode, and the Socket Mode loop.
+"""Serving: the WSGI routes, HTTP mode behind the buffering front end, and the Socket Mode loop.
 
-HTTP mode runs one gunicorn worker with threads. The Runtime (database connections, background
-threads, HTTP clients) is built inside the worker after the fork, never in the master: threads
-and sockets do not survive a fork, and the master only supervises. One worker keeps every
-request of a process on the same in-process state; threads give the concurrency Slack needs.
+HTTP mode is one process: uvicorn reads every connection on its event loop and hands whole
+requests to the WSGI app here on a few threads (bot/front.py says why). The Runtime (database
+connections, workers, HTTP clients) starts with the server and closes after its last response.
 """
 
 from __future__ import annotations
@@ -18,16 +17,15 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from gunicorn.app.base import BaseApplication
-from gunicorn.glogging import Logger as GunicornLogger
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
 import bot
 from bot.app import Runtime
+from bot.front import BufferedWsgi, serve
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
@@ -42,8 +40,6 @@ EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
 
 SIGNATURE_MAX_AGE_SECONDS = 5 * 60  # Slack's own replay window, which Bolt also uses
-THREADS = 8
-GRACEFUL_TIMEOUT_SECONDS = 5
 
 # What Bolt answers to a request that fails signature verification; ours looks the same.
 _BOLT_401 = {"error": "invalid request"}
@@ -159,74 +155,20 @@ def _json(
     return [payload]
 
 
-# --- HTTP mode: gunicorn embedded ---------------------------------------------------------------
-
-
-class _PropagatingLogger(GunicornLogger):  # type: ignore[misc]
-    """Gunicorn's own messages go through the root logger, so they are JSON and redacted too."""
-
-    def setup(self, cfg: Any) -> None:
-        super().setup(cfg)
-        for logger in (self.error_log, self.access_log):
-            for handler in list(logger.handlers):
-                logger.removeHandler(handler)
-            logger.propagate = True
-
-
-class SnapcopyServer(BaseApplication):  # type: ignore[misc]
-    """gunicorn with snapcopy's settings, and the Runtime's life tied to the worker's."""
-
-    def __init__(self, build: Callable[[], Runtime], *, host: str, port: int) -> None:
-        self._build = build
-        self._runtime: Runtime | None = None
-        bind_host = f"[{host}]" if ":" in host else host
-        self._options: dict[str, Any] = {
-            "bind": [f"{bind_host}:{port}"],
-            "workers": 1,
-            "worker_class": "gthread",
-            "threads": THREADS,
-            "graceful_timeout": GRACEFUL_TIMEOUT_SECONDS,
-            "proc_name": "snapcopy",
-            "logger_class": _PropagatingLogger,
-            # Structured logs come from the app; gunicorn's access log is off.
-            "accesslog": None,
-            # gunicorn >= 25 opens a control socket under $HOME by default; nothing uses it, and
-            # two servers on one machine would fight over the path.
-            "control_socket_disable": True,
-            "post_worker_init": self._post_worker_init,
-            "worker_exit": self._worker_exit,
-        }
-        super().__init__()
-
-    def load_config(self) -> None:
-        for name, value in self._options.items():
-            if name in self.cfg.settings:  # Older gunicorn releases lack some settings.
-                self.cfg.set(name, value)
-
-    def load(self) -> WSGIApplication:
-        # Runs in the worker, after the fork.
-        self._runtime = self._build()
-        return make_wsgi_app(self._runtime)
-
-    def _post_worker_init(self, worker: Any) -> None:
-        if self._runtime is not None:
-            self._runtime.start_background()
-
-    def _worker_exit(self, arbiter: Any, worker: Any) -> None:
-        # Also called in the master when it reaps a worker; the master has no Runtime.
-        if self._runtime is not None:
-            self._runtime.close()
-            self._runtime = None
+# --- HTTP mode ----------------------------------------------------------------------------------
 
 
 def run_http(settings: Settings, policy: Policy, *, host: str, port: int, sandbox: bool) -> None:
-    """Serve until SIGTERM/SIGINT; gunicorn's master exits the process when it is done."""
+    """Serve until SIGTERM/SIGINT: requests in flight finish, then the Runtime closes."""
     from bot.app import build_runtime
 
-    def build() -> Runtime:
-        return build_runtime(settings, policy, socket=False, sandbox=sandbox)
-
-    SnapcopyServer(build, host=host, port=port).run()
+    runtime = build_runtime(settings, policy, socket=False, sandbox=sandbox)
+    app = BufferedWsgi(
+        make_wsgi_app(runtime),
+        on_startup=runtime.start_background,
+        on_shutdown=runtime.close,
+    )
+    serve(app, host=host, port=port)
 
 
 # --- Socket Mode ---------------------------------------------------------------------------------

@@ -31,15 +31,16 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import httpx
+import uvicorn
 
 from bot.app import Runtime, build_runtime
 from bot.config import Policy, Settings, load_all
 from bot.domain import CopyRequest, State
+from bot.front import BufferedWsgi
+from bot.front import server as front_server
 from bot.logs import configure_logging
 from bot.server import make_wsgi_app
 from bot.store import Store
@@ -289,16 +290,6 @@ class BotServer(AuditLog):
 # --- in process ----------------------------------------------------------------------------------
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # the bot's own JSON lines are the log
-
-
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
 def settings_from(env: Mapping[str, str | None], *, sandbox: bool) -> tuple[Settings, Policy]:
     """What `snapcopy serve` would load from `env` (and nothing else: no `.env`, no os.environ
     for the names given)."""
@@ -307,12 +298,13 @@ def settings_from(env: Mapping[str, str | None], *, sandbox: bool) -> tuple[Sett
 
 
 class InProcessServer(BotServer):
-    """The Runtime of `snapcopy serve`, built in this process and served on loopback."""
+    """The Runtime of `snapcopy serve`, built in this process and served on loopback by the
+    same front end (uvicorn, bot/front.py), on a thread of its own."""
 
-    def __init__(self, runtime: Runtime, httpd: WSGIServer, **kwargs: Any) -> None:
+    def __init__(self, runtime: Runtime, front: uvicorn.Server, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.runtime = runtime
-        self._httpd = httpd
+        self._front = front
         self._log_handler: logging.Handler | None = None
         self._log_file: Any = None
         self._thread: threading.Thread | None = None
@@ -339,18 +331,17 @@ class InProcessServer(BotServer):
             settings.snapcopy_log_level, secrets=settings.secret_values(), stream=log_file
         )
         runtime = build_runtime(settings, policy, socket=False, sandbox=sandbox)
-        httpd = make_server(
-            "127.0.0.1",
-            0,
-            make_wsgi_app(runtime),
-            server_class=_ThreadingServer,
-            handler_class=_QuietHandler,
+        app = BufferedWsgi(
+            make_wsgi_app(runtime), on_startup=runtime.start_background, on_shutdown=runtime.close
         )
-        server = cls(runtime, httpd, port=httpd.server_port, env=env, log_path=log_path)
+        listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listening.bind(("127.0.0.1", 0))
+        front = front_server(app)
+        port = listening.getsockname()[1]
+        server = cls(runtime, front, port=port, env=env, log_path=log_path)
         server._log_handler, server._log_file = handler, log_file
-        runtime.start_background()
         server._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+            target=front.run, kwargs={"sockets": [listening]}, daemon=True
         )
         server._thread.start()
         try:
@@ -361,15 +352,13 @@ class InProcessServer(BotServer):
         return server
 
     def stop(self) -> int | None:
-        """Stop serving and close the Runtime as the gunicorn worker does; safe to call twice."""
+        """Stop serving; the front end's shutdown closes the Runtime. Safe to call twice."""
         if self._thread is None:
             return 0
         self.http.close()
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._front.should_exit = True
         self._thread.join(STOP_TIMEOUT)
         self._thread = None
-        self.runtime.close()
         self.close_store()
         if self._log_handler is not None:
             logging.getLogger().removeHandler(self._log_handler)

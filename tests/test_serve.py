@@ -205,7 +205,7 @@ def test_logs_are_json_lines_without_secrets(served_process: BotServer) -> None:
     output = http_server.stderr()
     for secret in SECRETS:
         assert secret not in output
-    assert any("Listening at" in record["message"] for record in records)
+    assert any("running on" in record["message"] for record in records)
 
 
 @pytest.mark.process
