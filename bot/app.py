@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from pydantic import SecretStr
-from slack_bolt import App
+from slack_bolt import App, BoltContext
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
 from slack_sdk.proxy_env_variable_loader import load_http_proxy_from_env
@@ -35,7 +35,7 @@ from bot.roles import RoleResolver
 from bot.slack import actions, commands, errors, events, home, modals, options, shortcuts
 from bot.slack.deferred import AfterAck
 from bot.slack.outbox import SlackOutbox
-from bot.slack.sandbox import SandboxWebClient
+from bot.slack.sandbox import SandboxRespond, SandboxWebClient
 from bot.slack.services import Services
 from bot.store import Store
 from bot.work.retry import Backoff
@@ -147,6 +147,7 @@ def build_runtime(
     )
     # slack-sdk takes HTTPS_PROXY from the environment but ignores NO_PROXY; honour both.
     client.proxy = slack_proxy(settings.slack_api_url)
+    logging.getLogger("slack_bolt.App").addFilter(_BOLT_TOKEN_FILTER)
     bolt = App(
         client=client,
         signing_secret=_secret(settings.slack_signing_secret),
@@ -196,6 +197,7 @@ def build_runtime(
         after_ack=after_ack,
         sandbox=sandbox,
     )
+    bolt.use(_our_client(client, sandbox=sandbox))
     bolt.error(errors.handle)
     for kind in (commands, modals, actions, shortcuts, events, home, options):
         kind.register(bolt, services)
@@ -266,6 +268,34 @@ def _dws_clients(
     regional = RegionalDws(quick)
     closers.append(regional.close)
     return regional, RegionalDws(jobs)
+
+
+def _our_client(client: WebClient, *, sandbox: bool) -> Callable[..., None]:
+    """Global middleware: every listener gets snapcopy's own Web API client instead of the one
+    Bolt builds per request, so the sandbox marks every message, the proxy choice holds and
+    every call is counted; in the sandbox, `respond()` marks its answers too."""
+
+    def middleware(context: BoltContext, next: Callable[[], None]) -> None:
+        context["client"] = client
+        if sandbox and context.response_url:
+            context["respond"] = SandboxRespond(
+                response_url=context.response_url, proxy=client.proxy, ssl=client.ssl
+            )
+        next()
+
+    return middleware
+
+
+class _BoltReadsTheTokenAgain(logging.Filter):
+    """Bolt takes SLACK_BOT_TOKEN from the environment even when given a client holding that
+    very token, and warns at every start that it will not use it. Nothing is wrong: drop that
+    one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`token` will be unused" not in record.getMessage()
+
+
+_BOLT_TOKEN_FILTER = _BoltReadsTheTokenAgain()
 
 
 def slack_proxy(api_url: str) -> str | None:

@@ -8,7 +8,6 @@ echoed back, not even in the problem list.
 from __future__ import annotations
 
 import fnmatch
-import os
 import re
 import tomllib
 from dataclasses import dataclass
@@ -52,14 +51,25 @@ _WHERE = {
 class ConfigError(Exception):
     """Start-up cannot go on; `problems` holds one line per thing to fix."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str], *, sandbox_hint: bool = False) -> None:
         self.problems = problems
+        self.sandbox_hint = sandbox_hint
         super().__init__("\n".join(problems))
 
     def render(self) -> str:
         lines = ["snapcopy cannot start:"]
         lines += [f"  - {problem}" for problem in self.problems]
+        cloud = any(("HUAWEICLOUD_" in p or "DWS_" in p) for p in self.problems)
+        if self.sandbox_hint and cloud:
+            lines.append(
+                "No cloud account yet? `snapcopy serve --sandbox` runs the whole flow against a "
+                "built-in DWS stand-in and needs only the Slack settings."
+            )
         return "\n".join(lines)
+
+
+def _upper(value: object) -> object:
+    return value.strip().upper() if isinstance(value, str) else value
 
 
 class Settings(BaseSettings):
@@ -111,9 +121,9 @@ class Settings(BaseSettings):
     snapcopy_slack_give_up_hours: PositiveFloat = Field(
         24.0, description="How long a Slack message is retried before it is dropped (audited)."
     )
-    snapcopy_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        "INFO", description="Log level."
-    )
+    snapcopy_log_level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(_upper)
+    ] = Field("INFO", description="Log level (any case).")
     port: int = Field(3000, ge=1, le=65535, description="HTTP port of `snapcopy serve`.")
 
     def secret_values(self) -> list[str]:
@@ -212,13 +222,29 @@ def _describe_validation_error(error: ValidationError, *, prefix: str = "") -> l
     return problems
 
 
+def read_settings(**overrides: Any) -> tuple[Settings, list[str]]:
+    """The settings, and the problems of values that did not validate.
+
+    A malformed value (PORT=abc) must not hide the other problems, so its field falls back to
+    its default and everything else is still read and checked.
+    """
+    try:
+        return Settings(**overrides), []
+    except ValidationError as error:
+        fields = Settings.model_fields
+        bad = {str(item["loc"][0]) for item in error.errors() if item["loc"]}
+        fallback = {name: fields[name].default for name in bad if name in fields}
+        try:
+            settings = Settings(**{**overrides, **fallback})
+        except ValidationError:
+            raise ConfigError(_describe_validation_error(error)) from None
+        return settings, _describe_validation_error(error)
+
+
 def load_settings(*, socket: bool = False, sandbox: bool = False, **overrides: Any) -> Settings:
     """Read the environment and `.env`; raise ConfigError listing every problem."""
-    try:
-        settings = Settings(**overrides)
-    except ValidationError as error:
-        raise ConfigError(_describe_validation_error(error)) from None
-    problems = settings.problems_for(socket=socket, sandbox=sandbox)
+    settings, problems = read_settings(**overrides)
+    problems += settings.problems_for(socket=socket, sandbox=sandbox)
     if problems:
         raise ConfigError(problems)
     return settings
@@ -480,24 +506,15 @@ def load_all(
     *, socket: bool = False, sandbox: bool = False, **overrides: Any
 ) -> tuple[Settings, Policy]:
     """Settings and policy together, so that one message lists the problems of both."""
-    problems: list[str] = []
-    settings: Settings | None = None
-    try:
-        settings = load_settings(socket=socket, sandbox=sandbox, **overrides)
-    except ConfigError as error:
-        problems += error.problems
-    policy_path = (
-        settings.snapcopy_policy
-        if settings
-        else Path(
-            overrides.get("snapcopy_policy") or os.environ.get("SNAPCOPY_POLICY", "./snapcopy.toml")
-        )
-    )
+    settings, problems = read_settings(**overrides)
+    problems += settings.problems_for(socket=socket, sandbox=sandbox)
+    # Wherever SNAPCOPY_POLICY was set (the environment or .env), even when other settings
+    # are missing.
     policy: Policy | None = None
     try:
-        policy = load_policy(policy_path)
+        policy = load_policy(settings.snapcopy_policy)
     except ConfigError as error:
         problems += error.problems
-    if problems or settings is None or policy is None:
-        raise ConfigError(problems)
+    if problems or policy is None:
+        raise ConfigError(problems, sandbox_hint=not sandbox)
     return settings, policy

@@ -120,6 +120,46 @@ def test_malformed_setting_is_named(
     assert expected in found[0]
 
 
+def test_one_bad_value_does_not_hide_the_missing_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PORT", "abc")
+    monkeypatch.setenv("SNAPCOPY_POLL_SECONDS", "-1")
+
+    found = "\n".join(problems())
+
+    for named in ("PORT", "SNAPCOPY_POLL_SECONDS", "SLACK_BOT_TOKEN", "HUAWEICLOUD_SDK_AK"):
+        assert named in found, found
+
+
+@pytest.mark.parametrize("level", ["debug", "Warning", " error "])
+def test_the_log_level_is_case_insensitive(monkeypatch: pytest.MonkeyPatch, level: str) -> None:
+    set_env(monkeypatch, HTTP_ENV | {"SNAPCOPY_LOG_LEVEL": level})
+
+    assert load_settings().snapcopy_log_level == level.strip().upper()
+
+
+def test_the_policy_named_in_dotenv_is_read_even_when_settings_are_missing(
+    isolated: Path,
+) -> None:
+    elsewhere = write_policy(isolated / "team-policy.toml", '[roles]\nrequestor = ["U0A"]\n')
+    (isolated / ".env").write_text(f"SNAPCOPY_POLICY={elsewhere}\n", encoding="utf-8")
+
+    with pytest.raises(ConfigError) as caught:
+        load_all()
+
+    found = "\n".join(caught.value.problems)
+    assert "team-policy.toml: unknown key 'roles.requestor'" in found
+    assert "snapcopy.toml does not exist" not in found
+
+
+def test_a_missing_cloud_setting_points_at_the_sandbox() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_all()
+
+    assert "snapcopy serve --sandbox" in caught.value.render()
+
+
 def test_explicit_endpoint_replaces_the_region(monkeypatch: pytest.MonkeyPatch) -> None:
     env = {k: v for k, v in HTTP_ENV.items() if k != "DWS_REGION"}
     set_env(monkeypatch, env | {"DWS_ENDPOINT": "https://dws.example.com"})

@@ -11,7 +11,7 @@ from bot.slack.ids import Action, Block, Callback
 from bot.slack.sandbox import MARK
 from tests import slackreq
 from tests.flow import click, request_named, submit_modal, wait_for_reply, wait_state
-from tests.harness import APPROVER, REQUESTER
+from tests.harness import APPROVER, OUTSIDER, REQUESTER
 from tests.slack_standin import SlackStandIn
 
 NO_CLOUD = {
@@ -63,6 +63,17 @@ def test_the_sandbox_copies_with_no_cloud_account_and_marks_every_message(
     assert len(posted) >= 4
     for call in [*posted, roles]:
         assert call["text"].startswith(MARK), call["text"]
+
+    # Refusals go through Bolt's per-request machinery (a response URL, an ephemeral message):
+    # they are marked too.
+    server.command(OUTSIDER, "", response_url=slack.response_url("refused"))
+    refused = slack.wait_for("response_url", lambda c: "requester role" in c["text"])
+    assert refused["text"].startswith(MARK), refused["text"]
+    click(server, OUTSIDER, Action.APPROVE, done)
+    ephemeral = slack.wait_for(
+        "chat.postEphemeral", lambda c: c["user"] == OUTSIDER and "approver role" in c["text"]
+    )
+    assert ephemeral["text"].startswith(MARK), ephemeral["text"]
 
     server.command(REQUESTER, "", response_url=slack.response_url("open"))
     opened = slack.wait_for("views.open", lambda c: c["view"]["callback_id"] == Callback.COPY_MODAL)

@@ -1,13 +1,14 @@
 """Sandbox mode's promise: every message snapcopy posts says "sandbox".
 
-Marking happens in one place, the Web API client, so no message can forget it; answers sent
-through a response URL (slash commands) are marked with `mark()` where they are sent.
+Marking happens in the Web API client (every listener is handed snapcopy's own client, see
+bot/app.py) and in `respond()` (answers through a response URL), so no message can forget it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from slack_bolt.context.respond import Respond
 from slack_sdk import WebClient
 from slack_sdk.web import SlackResponse
 
@@ -26,6 +27,15 @@ class SandboxWebClient(WebClient):
         if api_method in MESSAGE_METHODS and json and isinstance(json.get("text"), str):
             json = {**json, "text": mark(json["text"])}
         return super().api_call(api_method, json=json, **kwargs)
+
+
+class SandboxRespond(Respond):
+    """Bolt's `respond()`, marking the text it sends."""
+
+    def __call__(self, text: str | dict[str, Any] = "", **kwargs: Any) -> Any:  # type: ignore[override]
+        if isinstance(text, str):
+            text = mark(text) if text else text
+        return super().__call__(text, **kwargs)
 
 
 def is_sandboxed(client: WebClient) -> bool:
