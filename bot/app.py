@@ -30,12 +30,14 @@ from bot.dws.client import DwsClient, RetryPolicy, build_http_client
 from bot.dws.regional import RegionalDws
 from bot.dws.regions import DwsTarget
 from bot.dws.signer import AkSkAuth
+from bot.metrics import Metrics
 from bot.notifier import SLACK
 from bot.roles import RoleResolver
 from bot.slack import actions, commands, errors, events, home, modals, options, shortcuts
+from bot.slack.client import ObservedWebClient, SandboxWebClient
 from bot.slack.deferred import AfterAck
 from bot.slack.outbox import SlackOutbox
-from bot.slack.sandbox import SandboxRespond, SandboxWebClient
+from bot.slack.sandbox import SandboxRespond
 from bot.slack.services import Services
 from bot.store import Store
 from bot.work.retry import Backoff
@@ -64,6 +66,7 @@ class Runtime:
     settings: Settings
     policy: Policy
     services: Services
+    metrics: Metrics
     workers: tuple[Workers, ...] = ()
     sandbox: bool = False
     stop: threading.Event = field(default_factory=threading.Event)
@@ -137,7 +140,13 @@ def build_runtime(
     closers: list[Callable[[], None]] = []
     stop = threading.Event()
     store = Store(settings.snapcopy_db)
-    client = (SandboxWebClient if sandbox else WebClient)(
+    metrics = Metrics(store)
+
+    def slack_call(method: str, outcome: str, ok: bool) -> None:
+        metrics.call("slack", method, outcome, ok)
+
+    client = (SandboxWebClient if sandbox else ObservedWebClient)(
+        observer=slack_call,
         token=_secret(settings.slack_bot_token),
         base_url=_with_slash(settings.slack_api_url),
         timeout=10,
@@ -160,13 +169,19 @@ def build_runtime(
         ignoring_self_events_enabled=True,
     )
     dws, jobs_dws = _dws_clients(
-        settings, stop, sandbox=sandbox, transport=dws_transport, closers=closers
+        settings,
+        stop,
+        sandbox=sandbox,
+        transport=dws_transport,
+        closers=closers,
+        observer=lambda call, outcome, ok: metrics.call("dws", call, outcome, ok),
     )
     roles = RoleResolver(policy, lambda group: _group_members(client, group))
     holder = holder_name()
     copier = Copier(
         store,
         jobs_dws,
+        on_available=metrics.copy_seconds.observe,
         poll_seconds=settings.snapcopy_poll_seconds,
         follow_seconds=settings.snapcopy_follow_minutes * 60,
         backoff=Backoff(base=settings.snapcopy_retry_seconds, cap=300.0),
@@ -207,6 +222,7 @@ def build_runtime(
         settings=settings,
         policy=policy,
         services=services,
+        metrics=metrics,
         workers=workers,
         sandbox=sandbox,
         stop=stop,
@@ -221,6 +237,7 @@ def _dws_clients(
     sandbox: bool,
     transport: httpx.BaseTransport | None,
     closers: list[Callable[[], None]],
+    observer: Callable[[str, str, bool], None],
 ) -> tuple[RegionalDws, RegionalDws]:
     """Per region, two clients over one signing httpx.Client: one that retries briefly for the
     picker and the modal's checks, and one that tries once, for the jobs, whose retries are
@@ -261,9 +278,15 @@ def _dws_clients(
         )
         closers.append(http.close)
         copy_timeout = settings.dws_copy_timeout
-        quick[target.region] = DwsClient(http, target.project_id, sleep=sleep)
+        quick[target.region] = DwsClient(
+            http, target.project_id, sleep=sleep, observer=observer
+        )
         jobs[target.region] = DwsClient(
-            http, target.project_id, retry=RetryPolicy(attempts=1), copy_timeout=copy_timeout
+            http,
+            target.project_id,
+            retry=RetryPolicy(attempts=1),
+            copy_timeout=copy_timeout,
+            observer=observer,
         )
     regional = RegionalDws(quick)
     closers.append(regional.close)

@@ -8,6 +8,7 @@ echoed back, not even in the problem list.
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 import tomllib
 from dataclasses import dataclass
@@ -118,6 +119,10 @@ class Settings(BaseSettings):
         description="First wait before DWS work that met passing trouble is tried again; it "
         "doubles each time, up to 5 minutes, unless DWS says how long (Retry-After).",
     )
+    snapcopy_outbox_stuck_minutes: PositiveFloat = Field(
+        30.0,
+        description="/healthz answers 503 when a Slack message has waited longer than this.",
+    )
     snapcopy_slack_give_up_hours: PositiveFloat = Field(
         24.0, description="How long a Slack message is retried before it is dropped (audited)."
     )
@@ -150,6 +155,7 @@ class Settings(BaseSettings):
                 "(DWS_REGIONS for several regions)."
             )
         problems += self._shape_problems(socket=socket)
+        problems += database_problems(self.snapcopy_db)
         if not sandbox and not problems:
             try:
                 self.dws_targets()
@@ -199,6 +205,32 @@ class Settings(BaseSettings):
         if not re.match(r"https?://", self.slack_api_url):
             problems.append("SLACK_API_URL must be an http(s) URL ending in /api/.")
         return problems
+
+
+def database_problems(path: Path) -> list[str]:
+    """Why the audit log at `path` cannot be written, if it cannot.
+
+    A missing directory is an error, not something to create: it usually means a volume that
+    is not mounted, and a fresh, empty audit log would hide every request owed.
+    """
+    parent = path.parent
+    if not parent.exists():
+        return [
+            f"SNAPCOPY_DB: the directory {parent} does not exist. Create it, or mount the "
+            "volume that holds the audit log."
+        ]
+    if not parent.is_dir():
+        return [f"SNAPCOPY_DB: {parent} is not a directory."]
+    if path.is_dir():
+        return [f"SNAPCOPY_DB: {path} is a directory; name the file, e.g. {path / 'snapcopy.db'}."]
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        return [f"SNAPCOPY_DB: {path} is read-only for this user; snapcopy writes its audit log."]
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return [
+            f"SNAPCOPY_DB: the directory {parent} is read-only for this user; snapcopy writes "
+            "the audit log and its journal files there."
+        ]
+    return []
 
 
 def _present(value: SecretStr | str | None) -> bool:

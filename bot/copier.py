@@ -19,6 +19,7 @@ per problem; only a definite refusal fails the request.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from bot.domain import CopyRequest, State
 from bot.dws.client import DwsClient
@@ -69,8 +70,11 @@ class Copier:
         poll_seconds: float,
         follow_seconds: float,
         backoff: Backoff = DWS_BACKOFF,
+        on_available: Callable[[float], None] = lambda seconds: None,
     ) -> None:
         self.store = store
+        # Told how long each copy took, from its last approval to AVAILABLE (metrics).
+        self.on_available = on_available
         self.dws = dws
         self.poll_seconds = poll_seconds
         self.follow_seconds = follow_seconds
@@ -199,6 +203,10 @@ class Copier:
                 snapshot_status=snapshot.status,
                 work=tell(News.SUCCEEDED),
             )
+            if done is not None:
+                approved = [e["at"] for e in self.store.events(done.id) if e["kind"] == "approved"]
+                if approved:
+                    self.on_available(age_seconds(approved[-1]))
             return Done("available" if done else "decided elsewhere")
         if snapshot.status == SnapshotStatus.UNAVAILABLE:
             return self._fail(

@@ -26,6 +26,8 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 import bot
 from bot.app import Runtime
 from bot.front import BufferedWsgi, serve
+from bot.metrics import CONTENT_TYPE
+from bot.store import age_seconds
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
+METRICS_PATH = "/metrics"
 
 SIGNATURE_MAX_AGE_SECONDS = 5 * 60  # Slack's own replay window, which Bolt also uses
 
@@ -68,9 +71,10 @@ def make_wsgi_app(runtime: Runtime) -> WSGIApplication:
                 {"ok": False, "error": "method_not_allowed"},
                 [("Allow", "POST")],
             )
-        if path == HEALTH_PATH:
+        reader = {HEALTH_PATH: _health, METRICS_PATH: _metrics}.get(path)
+        if reader is not None:
             if method == "GET":
-                return _health(runtime, start_response)
+                return reader(runtime, start_response)
             return _json(
                 start_response,
                 405,
@@ -128,14 +132,36 @@ def _signed_by_slack(secret: bytes | None, body: bytes, environ: WSGIEnvironment
 
 
 def _health(runtime: Runtime, start_response: StartResponse) -> Iterable[bytes]:
+    """Whether this process can do its job: the audit log reads, and Slack messages are not
+    stuck; with the last call to Slack and to DWS, and the work still owed."""
     database = runtime.store.healthy()
-    body = {
+    body: dict[str, Any] = {
         "ok": database,
         "version": bot.__version__,
         "database": database,
         "sandbox": runtime.sandbox,
     }
-    return _json(start_response, 200 if database else 503, body)
+    for system in ("slack", "dws"):
+        last = runtime.metrics.last(system)
+        body[system] = last.as_health() if last else None
+    if database:
+        stuck_after = runtime.settings.snapcopy_outbox_stuck_minutes * 60
+        for queue, name in (("slack", "outbox"), ("dws", "jobs")):
+            pending, since = runtime.store.owed()[queue]
+            oldest = round(age_seconds(since), 1) if since else None
+            body[name] = {"pending": pending, "oldest_seconds": oldest}
+        oldest_message = body["outbox"]["oldest_seconds"]
+        if oldest_message is not None and oldest_message > stuck_after:
+            body["ok"] = False
+            body["outbox"]["stuck"] = True
+    return _json(start_response, 200 if body["ok"] else 503, body)
+
+
+def _metrics(runtime: Runtime, start_response: StartResponse) -> Iterable[bytes]:
+    payload = runtime.metrics.render()
+    headers = [("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(payload)))]
+    start_response("200 OK", headers)
+    return [payload]
 
 
 def _json(

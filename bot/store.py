@@ -608,6 +608,20 @@ class Store:
         )
         return [str(row["claimed_by"]) for row in rows]
 
+    def owed(self) -> dict[str, tuple[int, str | None]]:
+        """Per queue ("dws", "slack"): how many rows are unfinished, and since when the oldest."""
+        found: dict[str, tuple[int, str | None]] = {queue: (0, None) for queue in ("dws", "slack")}
+        for row in self._query(
+            "SELECT queue, count(*) AS pending, min(created_at) AS since FROM work"
+            " WHERE done_at IS NULL GROUP BY queue"
+        ):
+            found[row["queue"]] = (int(row["pending"]), row["since"])
+        return found
+
+    def count_by_state(self) -> dict[str, int]:
+        rows = self._query("SELECT state, count(*) AS n FROM requests GROUP BY state")
+        return {row["state"]: int(row["n"]) for row in rows}
+
     def open_work(self, request_id: int | None = None) -> list[dict[str, Any]]:
         """Unfinished rows, oldest first (for one request if given)."""
         sql, params = "SELECT * FROM work WHERE done_at IS NULL", list[Any]()
@@ -719,9 +733,8 @@ class Store:
 
 
 def _create_private(path: Path) -> None:
-    """Create the database file readable by its owner only, before SQLite opens it."""
-    if path.parent and not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+    """Create the database file readable by its owner only, before SQLite opens it. Its
+    directory must exist: a missing one is a volume not mounted, not something to create."""
     fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
     os.close(fd)
 

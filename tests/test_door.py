@@ -8,6 +8,7 @@ limits. Every loop here is bounded and stops by itself; only 127.0.0.1 is used.
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -50,6 +51,24 @@ def headers(port: int, length: int | None, *, chunked: bool = False) -> bytes:
     if chunked:
         lines.append("Transfer-Encoding: chunked")
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def read_answer(sock: socket.socket) -> bytes:
+    """A whole HTTP answer: its head, then as many body bytes as Content-Length says."""
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return answer
+        answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    length = re.search(rb"(?im)^content-length: *(\d+)", head)
+    while length and len(body) < int(length[1]):
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
 
 
 def status_of(answer: bytes) -> int:
@@ -231,7 +250,7 @@ def test_a_whole_request_reaches_the_app(quick_front: int) -> None:
     sock.sendall(headers(quick_front, 5) + b"hello")
     sock.settimeout(3)
 
-    answer = sock.recv(4096)
+    answer = read_answer(sock)
     sock.close()
 
     assert status_of(answer) == 200 and answer.endswith(b"\r\n\r\ngot 5 bytes")

@@ -46,6 +46,10 @@ def test_healthz_reports_version_and_database(http_server: BotServer) -> None:
         "version": bot.__version__,
         "database": True,
         "sandbox": False,
+        "slack": None,  # nothing asked of Slack or DWS yet
+        "dws": None,
+        "outbox": {"pending": 0, "oldest_seconds": None},
+        "jobs": {"pending": 0, "oldest_seconds": None},
     }
 
 

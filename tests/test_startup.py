@@ -180,3 +180,35 @@ def test_bad_port_option_is_a_usage_error() -> None:
     assert result.returncode == 2
     assert "not a port number" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_database_directory_that_does_not_exist_is_named_not_created(
+    tmp_path: Path, policy: Path
+) -> None:
+    unmounted = tmp_path / "volume" / "data"
+    env = GOOD_ENV | {"SNAPCOPY_DB": str(unmounted / "snapcopy.db"), "SNAPCOPY_POLICY": str(policy)}
+
+    result = run_serve(env)
+
+    assert_refused(result, "SNAPCOPY_DB", str(unmounted), "does not exist")
+    assert not unmounted.exists(), "an unmounted volume must not become a fresh, empty log"
+
+
+@pytest.mark.parametrize(
+    ("where", "says"),
+    [
+        ("/proc/self/snapcopy.db", "read-only for this user"),  # read-only even for root
+        ("{tmp}/snapcopy.db/inner.db", "is not a directory"),
+        ("{tmp}", "is a directory"),
+    ],
+)
+def test_a_database_path_that_cannot_be_written_is_a_clear_error(
+    tmp_path: Path, policy: Path, where: str, says: str
+) -> None:
+    (tmp_path / "snapcopy.db").write_text("")
+    path = where.format(tmp=tmp_path)
+    env = GOOD_ENV | {"SNAPCOPY_DB": path, "SNAPCOPY_POLICY": str(policy)}
+
+    result = run_serve(env)
+
+    assert_refused(result, "SNAPCOPY_DB", says)

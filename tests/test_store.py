@@ -23,6 +23,7 @@ def new(name: str = "copy-one", user: str = "U0REQUEST") -> NewRequest:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
+    (tmp_path / "audit").mkdir()
     return Store(tmp_path / "audit" / "snapcopy.db")
 
 

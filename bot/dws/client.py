@@ -111,6 +111,7 @@ class DwsClient:
         uniform: Callable[[float, float], float] = random.uniform,
         logger: logging.Logger = _LOG,
         copy_timeout: float | None = None,
+        observer: Callable[[str, str, bool], None] | None = None,
     ) -> None:
         if not _PROJECT_ID_RE.fullmatch(project_id):
             raise ValueError("The project id must be 1 to 64 letters, digits, '-' or '_'.")
@@ -121,6 +122,8 @@ class DwsClient:
         self._monotonic = monotonic
         self._uniform = uniform
         self._log = logger
+        # Told (call, outcome, ok) after every attempt: metrics and /healthz.
+        self._observer = observer
         # linked-copy may take long to answer (the SDK waits 120 s); reads stay short. An
         # answer that comes after our timeout sends the copy down the slower "did it happen?"
         # path, so the copy call gets a read timeout of its own.
@@ -343,6 +346,9 @@ class DwsClient:
             self._log.info("DWS %s %s -> %s", method, path, status, extra=fields)
         else:
             self._log.warning("DWS %s %s failed: %s", method, path, error, extra=fields)
+        if self._observer is not None:
+            outcome = "ok" if error is None else str(error.error_code or type(error).__name__)
+            self._observer(_call_name(method, path), outcome, error is None)
 
     def _parse(self, model: type[_Model], response: httpx.Response) -> _Model:
         try:
@@ -355,6 +361,13 @@ class DwsClient:
                 status=response.status_code,
                 request_id=response.headers.get("X-Request-Id"),
             ) from None
+
+
+def _call_name(method: str, path: str) -> str:
+    """A name for the kind of call, without ids: list, show or copy."""
+    if path.endswith("/linked-copy"):
+        return "copy"
+    return "list" if path.rstrip("/").endswith("/snapshots") else "show"
 
 
 def _proves_nothing_created(error: DwsError) -> bool:

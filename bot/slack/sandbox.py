@@ -10,7 +10,6 @@ from typing import Any
 
 from slack_bolt.context.respond import Respond
 from slack_sdk import WebClient
-from slack_sdk.web import SlackResponse
 
 MARK = "[sandbox]"
 MESSAGE_METHODS = frozenset({"chat.postMessage", "chat.postEphemeral", "chat.update"})
@@ -18,15 +17,6 @@ MESSAGE_METHODS = frozenset({"chat.postMessage", "chat.postEphemeral", "chat.upd
 
 def mark(text: str) -> str:
     return text if text.startswith(MARK) else f"{MARK} {text}"
-
-
-class SandboxWebClient(WebClient):
-    def api_call(
-        self, api_method: str, *, json: dict[str, Any] | None = None, **kwargs: Any
-    ) -> SlackResponse:
-        if api_method in MESSAGE_METHODS and json and isinstance(json.get("text"), str):
-            json = {**json, "text": mark(json["text"])}
-        return super().api_call(api_method, json=json, **kwargs)
 
 
 class SandboxRespond(Respond):
@@ -39,4 +29,6 @@ class SandboxRespond(Respond):
 
 
 def is_sandboxed(client: WebClient) -> bool:
+    from bot.slack.client import SandboxWebClient  # the client module builds on this one
+
     return isinstance(client, SandboxWebClient)
