@@ -39,6 +39,7 @@ from bot.slack.deferred import AfterAck
 from bot.slack.outbox import SlackOutbox
 from bot.slack.sandbox import SandboxRespond
 from bot.slack.services import Services
+from bot.slack.startup import check_token, keep_checking
 from bot.store import Store
 from bot.work.retry import Backoff
 from bot.work.workers import Workers, holder_name, release_dead_holders
@@ -69,6 +70,7 @@ class Runtime:
     metrics: Metrics
     workers: tuple[Workers, ...] = ()
     sandbox: bool = False
+    token_unverified: bool = False  # Slack could not be asked at start: keep asking
     stop: threading.Event = field(default_factory=threading.Event)
     _closers: list[Callable[[], None]] = field(default_factory=list)
     _sweeper: threading.Thread | None = None
@@ -76,6 +78,13 @@ class Runtime:
     def start_background(self) -> None:
         """Work that outlives a request: what a crash left (leases of dead processes, requests
         nobody works on), the DWS and Slack workers, and the sweep that expires requests."""
+        if self.token_unverified:
+            threading.Thread(
+                target=keep_checking,
+                args=(self.bolt.client, self.stop),
+                name="snapcopy-token-check",
+                daemon=True,
+            ).start()
         copies = self.services.copies
         released = release_dead_holders(self.store)
         resumed = copies.resume_unowned()
@@ -156,6 +165,16 @@ def build_runtime(
     )
     # slack-sdk takes HTTPS_PROXY from the environment but ignores NO_PROXY; honour both.
     client.proxy = slack_proxy(settings.slack_api_url)
+    token = check_token(client)  # raises TokenRefused: start-up stops with one sentence
+    if token.ok:
+        log.info("Slack accepts the bot token", extra={"as": token.detail})
+    else:
+        log.warning(
+            "Slack could not be asked whether the bot token is good; starting, and asking again",
+            extra={"error": token.detail},
+        )
+    for warning in policy.unapprovable():
+        log.warning("policy: %s", warning)
     logging.getLogger("slack_bolt.App").addFilter(_BOLT_TOKEN_FILTER)
     bolt = App(
         client=client,
@@ -225,6 +244,7 @@ def build_runtime(
         metrics=metrics,
         workers=workers,
         sandbox=sandbox,
+        token_unverified=not token.ok,
         stop=stop,
         _closers=closers,
     )

@@ -139,13 +139,24 @@ def _serve(args: argparse.Namespace) -> int:
         print(error.render(), file=sys.stderr)
         return EXIT_USAGE
 
+    import sqlite3
+
     from bot.logs import configure_logging
     from bot.server import run_http, run_socket_mode
+    from bot.slack.startup import TokenRefused
 
     configure_logging(settings.snapcopy_log_level, secrets=settings.secret_values())
-    if args.socket:
-        return run_socket_mode(settings, policy, sandbox=args.sandbox)
-    run_http(settings, policy, host=args.host, port=settings.port, sandbox=args.sandbox)
+    try:
+        if args.socket:
+            return run_socket_mode(settings, policy, sandbox=args.sandbox)
+        run_http(settings, policy, host=args.host, port=settings.port, sandbox=args.sandbox)
+    except TokenRefused as refused:
+        print(ConfigError([str(refused)]).render(), file=sys.stderr)
+        return EXIT_USAGE
+    except sqlite3.Error as error:
+        problem = f"the audit log {settings.snapcopy_db} cannot be opened for writing: {error}."
+        print(ConfigError([problem]).render(), file=sys.stderr)
+        return EXIT_USAGE
     return 0
 
 

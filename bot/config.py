@@ -446,6 +446,25 @@ class Policy(BaseModel):
                 return ApprovalPolicy(settings, approvers or self.roles.approver, number)
         return ApprovalPolicy(self.approval, self.roles.approver, None)
 
+    def unapprovable(self) -> list[str]:
+        """Where approval is required but nobody could ever give it: start-up warnings."""
+        if self.roles.admin:
+            return []  # admins may always approve
+        found = []
+        tables: list[tuple[str, Approval, tuple[str, ...]]] = [
+            ("[approval]", self.approval, self.roles.approver)
+        ]
+        for number, rule in enumerate(self.rules, start=1):
+            approval = self.approval.model_copy(update=rule.overrides())
+            tables.append((f"[[rules]] #{number}", approval, rule.approvers or self.roles.approver))
+        for where, approval, approvers in tables:
+            if approval.required and not approvers:
+                found.append(
+                    f"{where} requires approval, but the policy names no approver and no admin: "
+                    "nobody can approve these requests."
+                )
+        return found
+
     def unreachable_rules(self) -> list[tuple[int, str]]:
         """Rules that can never match: (rule number, why)."""
         found = []

@@ -29,6 +29,14 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 TEAM_ID = "T0SNAPCOPY"
+GRANTED_SCOPES = (
+    "commands",
+    "chat:write",
+    "chat:write.public",
+    "app_mentions:read",
+    "usergroups:read",
+    "users:read",
+)
 TEAM_DOMAIN = "snapcopy-test"
 BOT_USER_ID = "U0SNAPBOT"
 BOT_ID = "B0SNAPBOT"
@@ -84,6 +92,10 @@ class SlackStandIn:
         self.archived: set[str] = set()
         # Every answer waits this long first: Slack having a slow day.
         self.delay = 0.0
+        # What the token was granted: every answer says so in X-OAuth-Scopes, as Slack's do.
+        self.scopes: list[str] = list(GRANTED_SCOPES)
+        # users.info answers user_not_found for these (the rest exist).
+        self.missing_users: set[str] = set()
         self._rate_limited: tuple[float, frozenset[str]] | None = None
         self._changed = threading.Condition()
         self._ts = itertools.count(1)
@@ -393,7 +405,7 @@ def _usergroup_users(standin: SlackStandIn, params: dict[str, Any]) -> dict[str,
 
 def _user_info(standin: SlackStandIn, params: dict[str, Any]) -> dict[str, Any]:
     user = str(params.get("user") or "")
-    if not user:
+    if not user or user in standin.missing_users:
         return {"ok": False, "error": "user_not_found"}
     return {
         "ok": True,
@@ -442,6 +454,14 @@ def _auth_test(standin: SlackStandIn, params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _usergroups(standin: SlackStandIn, params: dict[str, Any]) -> dict[str, Any]:
+    groups = [
+        {"id": group, "handle": group.lower(), "name": f"Group {group}", "user_count": len(users)}
+        for group, users in standin.usergroups.items()
+    ]
+    return {"ok": True, "usergroups": groups}
+
+
 _ANSWERS: dict[str, Callable[[SlackStandIn, dict[str, Any]], dict[str, Any]]] = {
     "auth.test": _auth_test,
     "chat.postMessage": _post_message,
@@ -453,6 +473,7 @@ _ANSWERS: dict[str, Callable[[SlackStandIn, dict[str, Any]], dict[str, Any]]] = 
     "views.push": _open_view,
     "views.publish": _publish_view,
     "usergroups.users.list": _usergroup_users,
+    "usergroups.list": _usergroups,
     "users.info": _user_info,
     "conversations.info": _conversation_info,
 }
@@ -570,9 +591,11 @@ class _Handler(BaseHTTPRequestHandler):
         self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
     ) -> None:
         payload = json.dumps(body).encode()
+        standin: SlackStandIn = self.server.standin  # type: ignore[attr-defined]
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(payload)))
+        self.send_header("X-OAuth-Scopes", ",".join(standin.scopes))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()

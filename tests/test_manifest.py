@@ -14,6 +14,7 @@ import yaml
 from bot.config import Settings, load_policy
 from bot.slack.commands import SUBCOMMANDS
 from bot.slack.ids import COMMAND, Callback
+from bot.slack.scopes import NEEDED_SCOPES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
@@ -89,8 +90,16 @@ def test_every_url_is_the_events_endpoint(manifest: dict[str, Any]) -> None:
 
 
 def test_scopes_are_the_least_needed(manifest: dict[str, Any]) -> None:
-    assert sorted(manifest["oauth_config"]["scopes"]["bot"]) == sorted(
-        ["commands", "chat:write", "chat:write.public", "app_mentions:read", "usergroups:read"]
+    assert sorted(manifest["oauth_config"]["scopes"]["bot"]) == sorted(NEEDED_SCOPES)
+    assert sorted(NEEDED_SCOPES) == sorted(
+        [
+            "commands",
+            "chat:write",
+            "chat:write.public",
+            "app_mentions:read",
+            "usergroups:read",
+            "users:read",
+        ]
     )
     assert "user" not in manifest["oauth_config"]["scopes"]
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import StartServer
 from tests.harness import (
     BOT_TOKEN,
     DWS_AK,
@@ -16,9 +18,11 @@ from tests.harness import (
     DWS_SK,
     POLICY_TOML,
     SIGNING_SECRET,
+    free_port,
     subprocess_env,
     write_policy,
 )
+from tests.slack_standin import SlackStandIn
 
 USER_TOKEN = "xoxp-1111111111-2222222222-3333333333-personalUserTokenValue"
 APP_TOKEN_LOOKALIKE = "xoxb-9999999999-not-an-app-level-token"
@@ -212,3 +216,50 @@ def test_a_database_path_that_cannot_be_written_is_a_clear_error(
     result = run_serve(env)
 
     assert_refused(result, "SNAPCOPY_DB", says)
+
+
+# --- the bot token, asked of Slack at start -----------------------------------------------------
+
+
+@pytest.mark.process
+def test_a_revoked_token_stops_start_up_with_one_sentence(
+    slack: SlackStandIn, slack_only_env: dict[str, str]
+) -> None:
+    slack.expected_token = "xoxb-1-2-theOneSlackAccepts"  # ours is not it: invalid_auth
+
+    port = str(free_port())  # never listened on: start-up stops before serving
+    result = run_serve(slack_only_env | {"DWS_ENDPOINT": "http://127.0.0.1:9"}, "--port", port)
+
+    assert_refused(result, "Slack refused SLACK_BOT_TOKEN (invalid_auth)", "Reinstall the app")
+    assert result.stderr.count("\n  - ") == 1
+
+
+@pytest.mark.process
+def test_slack_down_at_start_is_a_warning_and_the_token_is_asked_again(
+    start_process: StartServer, slack: SlackStandIn, slack_only_env: dict[str, str]
+) -> None:
+    slack.fail_next("auth.test", error="service_unavailable", status=503)
+
+    server = start_process(slack_only_env)
+
+    deadline = time.monotonic() + 10
+    while len(slack.calls("auth.test")) < 2:
+        assert time.monotonic() < deadline, "the token was not asked about again"
+        time.sleep(0.05)
+    records = server.log_records()
+    assert any("could not be asked" in r["message"] for r in records)
+    while not any(r["message"] == "Slack accepts the bot token" for r in server.log_records()):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert server.health()["ok"] is True
+
+
+@pytest.mark.process
+def test_a_policy_where_nobody_can_approve_is_a_warning(
+    start_process: StartServer, slack_only_env: dict[str, str]
+) -> None:
+    server = start_process(slack_only_env, policy={"roles": {"requester": ["U0REQUEST"]}})
+
+    warnings = [r for r in server.log_records() if r["level"] == "WARNING"]
+
+    assert any("[approval] requires approval" in r["message"] for r in warnings), warnings
