@@ -187,13 +187,13 @@ def build_runtime(
         token_verification_enabled=False,
         ignoring_self_events_enabled=True,
     )
-    dws, jobs_dws = _dws_clients(
+    dws, jobs_dws = dws_clients(
         settings,
         stop,
         sandbox=sandbox,
         transport=dws_transport,
         closers=closers,
-        observer=lambda call, outcome, ok: metrics.call("dws", call, outcome, ok),
+        observer=lambda call, outcome, ok, request_id: metrics.call("dws", call, outcome, ok),
     )
     roles = RoleResolver(policy, lambda group: _group_members(client, group))
     holder = holder_name()
@@ -250,14 +250,14 @@ def build_runtime(
     )
 
 
-def _dws_clients(
+def dws_clients(
     settings: Settings,
     stop: threading.Event,
     *,
     sandbox: bool,
     transport: httpx.BaseTransport | None,
     closers: list[Callable[[], None]],
-    observer: Callable[[str, str, bool], None],
+    observer: Callable[[str, str, bool, str | None], None],
 ) -> tuple[RegionalDws, RegionalDws]:
     """Per region, two clients over one signing httpx.Client: one that retries briefly for the
     picker and the modal's checks, and one that tries once, for the jobs, whose retries are

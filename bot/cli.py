@@ -75,6 +75,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(run=_serve)
 
+    doctor = commands.add_parser(
+        "doctor",
+        help="check this deployment: Slack, DWS, the policy, the database",
+        description="Check what `snapcopy serve` needs, one line each (✓ or ✗ with the fix). "
+        "Exit status 0 only when every check passes. Only reads: safe beside a live bot.",
+    )
+    doctor.add_argument("--socket", action="store_true", help="check for Socket Mode")
+    doctor.set_defaults(run=_doctor)
+
     audit = commands.add_parser(
         "audit",
         help="print the audit log",
@@ -158,6 +167,19 @@ def _serve(args: argparse.Namespace) -> int:
         print(ConfigError([problem]).render(), file=sys.stderr)
         return EXIT_USAGE
     return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    import logging
+
+    from bot import doctor
+
+    # The checklist says what went wrong; the clients' own log lines would only repeat it.
+    logging.getLogger().addHandler(logging.NullHandler())
+
+    checks = doctor.run(socket=args.socket)
+    print(doctor.render(checks))
+    return 0 if all(check.ok for check in checks) else 1
 
 
 # --- audit -------------------------------------------------------------------------------------

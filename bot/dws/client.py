@@ -111,7 +111,7 @@ class DwsClient:
         uniform: Callable[[float, float], float] = random.uniform,
         logger: logging.Logger = _LOG,
         copy_timeout: float | None = None,
-        observer: Callable[[str, str, bool], None] | None = None,
+        observer: Callable[[str, str, bool, str | None], None] | None = None,
     ) -> None:
         if not _PROJECT_ID_RE.fullmatch(project_id):
             raise ValueError("The project id must be 1 to 64 letters, digits, '-' or '_'.")
@@ -122,7 +122,7 @@ class DwsClient:
         self._monotonic = monotonic
         self._uniform = uniform
         self._log = logger
-        # Told (call, outcome, ok) after every attempt: metrics and /healthz.
+        # Told (call, outcome, ok, request id) after every attempt: metrics, /healthz, doctor.
         self._observer = observer
         # linked-copy may take long to answer (the SDK waits 120 s); reads stay short. An
         # answer that comes after our timeout sends the copy down the slower "did it happen?"
@@ -348,7 +348,7 @@ class DwsClient:
             self._log.warning("DWS %s %s failed: %s", method, path, error, extra=fields)
         if self._observer is not None:
             outcome = "ok" if error is None else str(error.error_code or type(error).__name__)
-            self._observer(_call_name(method, path), outcome, error is None)
+            self._observer(_call_name(method, path), outcome, error is None, request_id)
 
     def _parse(self, model: type[_Model], response: httpx.Response) -> _Model:
         try:

@@ -1,0 +1,104 @@
+"""`snapcopy doctor`: a checklist of the deployment, ✓ or ✗ with the fix; exit 0 only when all
+pass. Run as the command it is, against the Slack and DWS stand-ins."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import StartServer
+from tests.harness import subprocess_env, write_policy
+from tests.slack_standin import SlackStandIn
+
+pytestmark = pytest.mark.process
+
+
+def doctor(env: dict[str, str | None], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "doctor", *args],
+        env=subprocess_env(env),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def line(result: subprocess.CompletedProcess[str], name: str) -> str:
+    found = [text for text in result.stdout.splitlines() if text[2:].startswith(name)]
+    assert found, f"no {name!r} line in:\n{result.stdout}{result.stderr}"
+    return found[0]
+
+
+def test_a_good_deployment_passes_every_check(bot_env: dict[str, str], dws: Any) -> None:
+    result = doctor(bot_env)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    names = ("settings", "Slack token", "Slack scopes", "database", "policy file", "policy IDs")
+    for name in (*names, "DWS"):
+        assert line(result, name).startswith("✓"), result.stdout
+    assert "request id" in line(result, "DWS")
+    assert "✗" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("breakage", "name", "says"),
+    [
+        ("scope", "Slack scopes", "users:read"),
+        ("user", "policy IDs", "U0APPROVE"),
+        ("group", "policy IDs", "S0ONCALL"),
+        ("token", "Slack token", "invalid_auth"),
+        ("sk", "DWS", "HUAWEICLOUD_SDK_AK/_SK"),
+        ("database", "database", "does not exist"),
+        ("policy", "policy file", "unknown key"),
+    ],
+)
+def test_each_broken_part_is_named_with_its_fix(
+    bot_env: dict[str, str],
+    slack: SlackStandIn,
+    dws: Any,
+    tmp_path: Path,
+    breakage: str,
+    name: str,
+    says: str,
+) -> None:
+    env: dict[str, str | None] = dict(bot_env)
+    if breakage == "scope":
+        slack.scopes.remove("users:read")
+    elif breakage == "user":
+        slack.missing_users.add("U0APPROVE")
+    elif breakage == "group":
+        slack.usergroups.pop("S0ONCALL")
+    elif breakage == "token":
+        slack.expected_token = "xoxb-1-2-another"
+    elif breakage == "sk":
+        env["HUAWEICLOUD_SDK_SK"] = "not-the-secret-key"
+    elif breakage == "database":
+        env["SNAPCOPY_DB"] = str(tmp_path / "unmounted" / "snapcopy.db")
+    elif breakage == "policy":
+        env["SNAPCOPY_POLICY"] = str(write_policy(tmp_path / "bad.toml", "[rolez]\n"))
+
+    result = doctor(env)
+
+    assert result.returncode == 1
+    broken = line(result, name)
+    assert broken.startswith("✗") and says in result.stdout, result.stdout
+    assert "fix:" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_doctor_is_safe_beside_a_live_bot(
+    start_process: StartServer, bot_env: dict[str, str], slack: SlackStandIn, dws: Any
+) -> None:
+    server = start_process()
+    before = (server.requests(), server.store.events())
+
+    result = doctor(bot_env)
+
+    assert result.returncode == 0, result.stdout
+    assert (server.requests(), server.store.events()) == before, "doctor wrote nothing"
+    assert server.health()["ok"] is True
