@@ -22,6 +22,8 @@ REPLY_P99_MS = 150.0
 START_SECONDS = 2.0
 RSS_MB = 150.0
 QUERY_MS = 200.0
+# The audit tool imports the standard library alone (bot/audit.py).
+AUDIT_COMMAND_MS = 120.0
 
 
 def _ms(value: float) -> str:
@@ -172,8 +174,8 @@ def _query_rows(results: Results) -> list[Row]:
         Row(
             f"`snapcopy audit --format json --limit 50`, whole command ({size})",
             f"median {_ms(command.median)}, max {_ms(command.max)}",
-            f"< {QUERY_MS:.0f} ms",
-            command.median < QUERY_MS,
+            f"< {AUDIT_COMMAND_MS:.0f} ms",
+            command.median < AUDIT_COMMAND_MS,
         ),
         Row(
             f"`/snapcopy list` query for an approver ({size})",

@@ -5,13 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from bot.audit import STATES
 from bot.domain import CopyRequest, NewRequest, State
 from bot.store import Store
 from tests.harness import subprocess_env
@@ -155,7 +158,9 @@ def test_csv_has_a_header_and_one_line_per_request(db_path: Path) -> None:
 
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert list(rows[0].keys()) == list(CopyRequest.model_fields)
+    header = list(rows[0].keys())
+    assert header[: len(CONTRACT_FIELDS)] == list(CONTRACT_FIELDS), "the contract's fields first"
+    assert sorted(header) == sorted(CopyRequest.model_fields)
     assert [row["backup_name"] for row in rows] == ["denied-copy", "copied-copy", "waiting-copy"]
     assert rows[1]["new_snapshot_id"] == NEW_SNAPSHOT
     assert rows[0]["approved_by"] == ""  # None is an empty cell, not "None"
@@ -168,7 +173,8 @@ def test_table_is_aligned_and_readable(db_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     header, rule, *body = lines
-    assert header.split()[:4] == ["id", "state", "source_snapshot_id", "backup_name"]
+    assert header.split()[:4] == ["id", "state", "backup_name", "cluster_name"]
+    assert "denied_by" in header.split(), "who denied is on screen"
     assert set(rule.replace(" ", "")) == {"-"}
     assert len(body) == 3
     # Columns line up: every row has its state where the header has "state".
@@ -179,6 +185,7 @@ def test_table_is_aligned_and_readable(db_path: Path) -> None:
         "pending_approval",
     ]
     assert NEW_SNAPSHOT in body[1]
+    assert "U0ADMIN" in body[0]
 
 
 def test_table_is_the_default_format(db_path: Path) -> None:
@@ -218,7 +225,9 @@ def test_events_show_the_trail(db_path: Path) -> None:
         ("copying", None),
         ("succeeded", None),
     ]
-    assert events[0]["details"]["backup_name"] == "waiting-copy"
+    # The requests' order (newest first), each request's trail oldest first.
+    assert [event["request_id"] for event in events] == [3, 3, 2, 2, 2, 2, 1]
+    assert events[-1]["details"]["backup_name"] == "waiting-copy"
 
 
 def test_events_of_one_request_as_a_table(db_path: Path) -> None:
@@ -283,3 +292,125 @@ def test_audit_needs_no_slack_or_cloud_settings(db_path: Path) -> None:
 
     assert result.returncode == 0, result.stderr
     assert len(json.loads(result.stdout)) == 3
+
+
+# --- filters -------------------------------------------------------------------------------------
+
+
+def ids(result: subprocess.CompletedProcess[str]) -> list[int]:
+    assert result.returncode == 0, result.stderr
+    return [row["id"] for row in json.loads(result.stdout)]
+
+
+def backdate(path: Path, request_id: int, days: float) -> None:
+    stamp = (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE requests SET created_at = ? WHERE id = ?", [stamp, request_id])
+
+
+def test_since_and_until_take_dates_and_durations(db_path: Path) -> None:
+    backdate(db_path, 1, 10)
+    backdate(db_path, 2, 3)
+
+    assert ids(audit(db_path, "--format", "json", "--since", "7d")) == [3, 2]
+    assert ids(audit(db_path, "--format", "json", "--since", "12h")) == [3]
+    assert ids(audit(db_path, "--format", "json", "--until", "2d")) == [2, 1]
+    five_days_ago = (datetime.now(UTC) - timedelta(days=5)).date().isoformat()
+    assert ids(audit(db_path, "--format", "json", "--since", five_days_ago)) == [3, 2]
+    assert ids(audit(db_path, "--format", "json", "--until", five_days_ago)) == [1]
+
+
+def test_a_bad_date_is_a_clear_usage_error(db_path: Path) -> None:
+    result = audit(db_path, "--since", "last tuesday")
+
+    assert result.returncode == 2
+    assert "neither a date" in result.stderr and "7d" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("--requester", "U0ONCALL"), [3]),
+        (("--requester", "U0REQUEST"), [2, 1]),
+        (("--approver", "U0APPROVE"), [2]),
+        (("--approver", "U0APPROV"), []),  # whole IDs only
+        (("--cluster", "dws-prod"), [2]),
+        (("--cluster", "DWS-PROD", "--state", "denied"), []),
+        (("--state", "denied", "--requester", "U0ONCALL"), [3]),
+    ],
+)
+def test_requests_are_filtered_by_person_cluster_and_state(
+    db_path: Path, args: tuple[str, ...], expected: list[int]
+) -> None:
+    with sqlite3.connect(db_path) as db:
+        db.execute("UPDATE requests SET cluster_name = 'dws-prod' WHERE id = 2")
+        db.execute("UPDATE requests SET approved_by = 'U0APPROVE,U0ADMIN' WHERE id = 2")
+
+    assert ids(audit(db_path, "--format", "json", *args)) == expected
+
+
+def test_events_follow_the_filtered_requests(db_path: Path) -> None:
+    result = audit(db_path, "--format", "json", "--events", "--requester", "U0REQUEST")
+
+    events = json.loads(result.stdout)
+    assert [event["request_id"] for event in events] == [2, 2, 2, 2, 1]
+
+
+# --- read-only -----------------------------------------------------------------------------------
+
+
+def test_audit_takes_no_write_lock_and_changes_nothing(db_path: Path) -> None:
+    before = db_path.read_bytes()
+    with sqlite3.connect(db_path, isolation_level=None) as writer:
+        writer.execute("BEGIN IMMEDIATE")  # a live bot in the middle of a write
+        result = audit(db_path, "--format", "json")
+        writer.execute("ROLLBACK")
+
+    assert ids(result) == [3, 2, 1]
+    assert db_path.read_bytes() == before
+
+
+def test_an_empty_file_is_not_turned_into_an_audit_log(tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    path.write_bytes(b"")
+
+    result = audit(path)
+
+    assert result.returncode == 2
+    assert "no snapcopy audit log" in result.stderr
+    assert path.read_bytes() == b"", "no tables created"
+
+
+def test_a_file_that_is_not_sqlite_gets_a_clear_message(tmp_path: Path) -> None:
+    path = tmp_path / "notes.db"
+    path.write_text("these are my notes, not a database\n" * 20)
+
+    result = audit(path)
+
+    assert result.returncode == 2
+    assert "is not an SQLite database" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_audit_states_are_the_request_states() -> None:
+    assert STATES == tuple(State)
+
+
+def test_audit_needs_nothing_but_the_standard_library(db_path: Path) -> None:
+    # It starts fast because it imports none of the serving stack.
+    probe = (
+        "import sys, runpy; sys.argv = ['snapcopy', 'audit', '--limit', '1'];\n"
+        "try:\n    runpy.run_module('bot', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('pydantic', 'pydantic_settings', 'slack_bolt', 'slack_sdk', 'httpx', 'sqlite_utils'))\n"
+        "print('HEAVY', heavy)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=subprocess_env({"SNAPCOPY_DB": str(db_path)}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert "HEAVY []" in result.stdout, result.stdout + result.stderr

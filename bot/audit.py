@@ -1,0 +1,334 @@
+"""`snapcopy audit`: the audit log, read-only, for an auditor.
+
+It opens the database read-only (no writes, no write lock, no tables created, a read-only mount
+is fine) and uses the standard library alone, so it starts in a few tens of milliseconds and
+needs none of the bot's settings: just where the database is (`--db`, else SNAPCOPY_DB from
+the environment or `.env`, else ./snapcopy.db).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import re
+import sqlite3
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+EXIT_USAGE = 2
+
+# The request states (bot.domain.State; a test keeps them equal).
+STATES = (
+    "pending_approval",
+    "approved",
+    "copying",
+    "succeeded",
+    "failed",
+    "denied",
+    "expired",
+    "cancelled",
+)
+LIST_COLUMNS = ("dws_request_ids", "approvers", "notify")
+# The contract's fields come first in csv and json; the rest follow in the database's order.
+CONTRACT_FIELDS = (
+    "id",
+    "state",
+    "source_snapshot_id",
+    "backup_name",
+    "description",
+    "requested_by",
+    "approved_by",
+    "channel_id",
+    "thread_ts",
+    "new_snapshot_id",
+    "error",
+    "created_at",
+    "updated_at",
+)
+BOOLEAN_COLUMNS = ("allow_self_approval",)
+EVENT_FIELDS = ("id", "request_id", "kind", "actor", "at", "details")
+# The table shows what fits on a screen; json and csv carry every field.
+TABLE_REQUEST_FIELDS = (
+    "id",
+    "state",
+    "backup_name",
+    "cluster_name",
+    "requested_by",
+    "approved_by",
+    "denied_by",
+    "new_snapshot_id",
+    "created_at",
+    "error",
+)
+TABLE_CELL_WIDTH = 40
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class AuditError(Exception):
+    """Something the person must fix; the message says what."""
+
+
+def add_arguments(audit: argparse.ArgumentParser) -> None:
+    audit.add_argument(
+        "--format",
+        choices=("json", "csv", "table"),
+        default="table",
+        help="json and csv carry every field; table (default) the main ones",
+    )
+    audit.add_argument("--limit", type=positive, metavar="N", help="at most N requests, newest")
+    audit.add_argument(
+        "--state",
+        type=state,
+        action="append",
+        help="only requests in this state (repeatable): " + ", ".join(STATES),
+    )
+    audit.add_argument(
+        "--since", type=moment, metavar="WHEN", help="made at or after (2026-11-01, 7d, 12h)"
+    )
+    audit.add_argument(
+        "--until", type=moment, metavar="WHEN", help="made before (a date or a duration ago)"
+    )
+    audit.add_argument("--requester", metavar="USER", help="asked for by this Slack user ID")
+    audit.add_argument("--approver", metavar="USER", help="approved by this Slack user ID")
+    audit.add_argument("--cluster", metavar="NAME", help="of this cluster (name or ID)")
+    audit.add_argument(
+        "--events",
+        action="store_true",
+        help="the event trail of the selected requests, in the same order, instead",
+    )
+    audit.add_argument("--request", type=positive, metavar="ID", help="only this request")
+    audit.add_argument(
+        "--db", type=Path, metavar="PATH", help="audit log to read (default: $SNAPCOPY_DB)"
+    )
+
+
+def positive(text: str) -> int:
+    if not re.fullmatch(r"[0-9]{1,18}", text) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a positive whole number")
+    return int(text)
+
+
+def state(text: str) -> str:
+    value = text.strip().lower()
+    if value not in STATES:
+        raise argparse.ArgumentTypeError(f"unknown state '{text}' (known: {', '.join(STATES)})")
+    return value
+
+
+def moment(text: str, now: datetime | None = None) -> str:
+    """A date (2026-11-01), a time (2026-11-01T08:00, UTC unless it says), or a duration ago
+    (7d, 12h, 30m, 2w), as the audit log's UTC timestamps."""
+    value = text.strip()
+    duration = _DURATION.fullmatch(value.lower())
+    if duration:
+        ago = timedelta(seconds=float(duration[1]) * _UNITS[duration[2]])
+        when = (now or datetime.now(UTC)) - ago
+    else:
+        try:
+            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"'{text}' is neither a date (2026-11-01, 2026-11-01T08:00) nor a duration "
+                "(30m, 12h, 7d, 2w)"
+            ) from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        path = args.db or database_path()
+        with _open_read_only(path) as db:
+            requests = _requests(db, args)
+            if args.events:
+                rows, fields, table = _events(db, requests), EVENT_FIELDS, EVENT_FIELDS
+            else:
+                columns = _columns(db, "requests")
+                fields = (*CONTRACT_FIELDS, *(c for c in columns if c not in CONTRACT_FIELDS))
+                rows = [{field: row.get(field) for field in fields} for row in requests]
+                table = TABLE_REQUEST_FIELDS
+    except AuditError as error:
+        print(f"snapcopy audit: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.format == "json":
+        sys.stdout.write(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
+    elif args.format == "csv":
+        sys.stdout.write(render_csv(rows, fields))
+    else:
+        sys.stdout.write(render_table(rows, table))
+    return 0
+
+
+def database_path() -> Path:
+    """SNAPCOPY_DB from the environment, else from ./.env, else ./snapcopy.db."""
+    value = os.environ.get("SNAPCOPY_DB")
+    if value is None:
+        value = _from_dotenv(Path(".env"), "SNAPCOPY_DB")
+    return Path(value or "./snapcopy.db")
+
+
+def _from_dotenv(path: Path, name: str) -> str | None:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        key, equals, value = line.strip().removeprefix("export ").partition("=")
+        if equals and key.strip().upper() == name:
+            return value.strip().strip("'\"")
+    return None
+
+
+class _open_read_only:
+    """The database opened read-only; immutable when even its journal files cannot be
+    created (a read-only mount)."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.is_file():
+            raise AuditError(
+                f"no audit log at {path} (set SNAPCOPY_DB to the database that `snapcopy serve` "
+                "writes)."
+            )
+        self.path = path
+        self.db: sqlite3.Connection | None = None
+
+    def __enter__(self) -> sqlite3.Connection:
+        uri = self.path.resolve().as_uri()
+        try:
+            db = sqlite3.connect(f"{uri}?mode=ro", uri=True)
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError:
+            db = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True)
+        except sqlite3.DatabaseError:
+            raise AuditError(
+                f"{self.path} is not an SQLite database, so not an audit log."
+            ) from None
+        db.row_factory = sqlite3.Row
+        try:
+            if "requests" not in _tables(db):
+                raise AuditError(f"{self.path} holds no snapcopy audit log (no requests table).")
+        except sqlite3.DatabaseError:
+            db.close()
+            raise AuditError(
+                f"{self.path} is not an SQLite database, so not an audit log."
+            ) from None
+        self.db = db
+        return db
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.db is not None:
+            self.db.close()
+
+
+def _tables(db: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def _columns(db: sqlite3.Connection, table: str) -> list[str]:
+    return [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
+
+
+def _requests(db: sqlite3.Connection, args: argparse.Namespace) -> list[dict[str, Any]]:
+    columns = set(_columns(db, "requests"))
+    where: list[str] = []
+    params: list[Any] = []
+    if args.request:
+        where.append("id = ?")
+        params.append(args.request)
+    if args.state:
+        where.append(f"state IN ({', '.join('?' for _ in args.state)})")
+        params += args.state
+    if args.since:
+        where.append("created_at >= ?")
+        params.append(args.since)
+    if args.until:
+        where.append("created_at < ?")
+        params.append(args.until)
+    if args.requester:
+        where.append("requested_by = ?")
+        params.append(args.requester)
+    if args.approver:
+        where.append("(',' || coalesce(approved_by, '') || ',') LIKE ?")
+        params.append(f"%,{args.approver},%")
+    if args.cluster:
+        if "cluster_name" not in columns:
+            raise AuditError("this audit log records no clusters (it is older than that field).")
+        where.append("(lower(cluster_name) = lower(?) OR lower(cluster_id) = lower(?))")
+        params += [args.cluster, args.cluster]
+    sql = "SELECT * FROM requests"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY id DESC"
+    if args.limit:
+        sql += " LIMIT ?"
+        params.append(args.limit)
+    return [_decode(dict(row)) for row in db.execute(sql, params)]
+
+
+def _decode(row: dict[str, Any]) -> dict[str, Any]:
+    for column in LIST_COLUMNS:
+        if column in row:
+            row[column] = json.loads(row[column] or "[]")
+    for column in BOOLEAN_COLUMNS:
+        if column in row and row[column] is not None:
+            row[column] = bool(row[column])
+    return row
+
+
+def _events(db: sqlite3.Connection, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The trail of each selected request, in the requests' order (newest request first), each
+    request's events oldest first."""
+    rows: list[dict[str, Any]] = []
+    for request in requests:
+        for row in db.execute(
+            "SELECT * FROM events WHERE request_id = ? ORDER BY id", [request["id"]]
+        ):
+            rows.append(dict(row) | {"details": json.loads(row["details"] or "{}")})
+    return rows
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list | dict):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return str(value)
+
+
+def render_csv(rows: Sequence[dict[str, Any]], fields: Sequence[str]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(fields)
+    for row in rows:
+        writer.writerow([_cell(row.get(field)) for field in fields])
+    return out.getvalue()
+
+
+def render_table(rows: Sequence[dict[str, Any]], fields: Sequence[str]) -> str:
+    """Columns as wide as their widest cell, capped; long cells end in an ellipsis."""
+    if not rows:
+        return "(no records)\n"
+
+    def fit(value: Any) -> str:
+        text = " ".join(_cell(value).split()) or "-"
+        return text if len(text) <= TABLE_CELL_WIDTH else text[: TABLE_CELL_WIDTH - 1] + "…"
+
+    cells = [[fit(row.get(field)) for field in fields] for row in rows]
+    widths = [max(len(field), *(len(line[i]) for line in cells)) for i, field in enumerate(fields)]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(
+            value.ljust(width) for value, width in zip(values, widths, strict=True)
+        ).rstrip()
+
+    out = [line(fields), line(["-" * width for width in widths])]
+    out += [line(values) for values in cells]
+    return "\n".join(out) + "\n"
