@@ -222,7 +222,7 @@ def build_runtime(
     copies = CopyService(store, dws, policy, roles)
     catalog = SnapshotCatalog(dws)
     after_ack = AfterAck()
-    closers += [catalog.close, after_ack.close]
+    closers += [catalog.close, after_ack.close, roles.close]
     services = Services(
         copies=copies,
         store=store,

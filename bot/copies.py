@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.config import ApprovalPolicy, Policy, Role
+from bot.config import ROLE_IMPLIES, ApprovalPolicy, Policy, Role
 from bot.copier import copy_job
 from bot.domain import CopyRequest, NewRequest, State
 from bot.dws.errors import DwsError
@@ -36,6 +36,7 @@ from bot.errors import (
     AlreadyApproved,
     AlreadyHandled,
     BadInput,
+    GroupsUnanswered,
     NotAllowed,
     RequestExpired,
     SelfApproval,
@@ -84,9 +85,16 @@ class CopyService:
     # --- asking --------------------------------------------------------------------------
 
     def ensure_role(self, user_id: str, role: Role, *, action: str) -> None:
-        """Raise NotAllowed (and audit the refusal) unless the user holds `role`."""
+        """Raise NotAllowed (and audit the refusal) unless the user holds `role`; when Slack
+        could not say whether the user is in a group holding it, say that instead."""
         if self.roles.has(user_id, role):
             return
+        holders = [
+            h for held in Role if role in ROLE_IMPLIES[held] for h in self.roles.holders(held)
+        ]
+        unanswered = self.roles.unanswered(user_id, holders)
+        if unanswered:
+            raise GroupsUnanswered(unanswered)
         self.store.record_event(None, "refused", user_id, {"action": action, "needed": role})
         raise NotAllowed(
             f"You need the {role} role to {action}.", needed=role.value, admins=self.roles.admins()
@@ -291,6 +299,9 @@ class CopyService:
     def deny(
         self, request_id: int, user_id: str, reason: str | None = None, *, audit: bool = True
     ) -> CopyRequest:
+        if reason and len(reason) > REASON_MAX_CHARS:
+            # The modal allows no more; a longer one was not typed there.
+            raise BadInput("deny_reason", f"Keep the reason under {REASON_MAX_CHARS} characters.")
         request = self.deciding(request_id, user_id, action="deny", audit=audit)
         return self._decide(
             request,
@@ -350,6 +361,13 @@ class CopyService:
         """
         request = self._get(request_id)
         if not self.may_decide(user_id, request):
+            deciders = [
+                *(request.approvers or self.roles.holders(Role.APPROVER)),
+                *self.roles.admins(),
+            ]
+            unanswered = self.roles.unanswered(user_id, deciders)
+            if unanswered:
+                raise GroupsUnanswered(unanswered)
             refusal = NotAllowed(
                 self._who_may_decide(request, action),
                 needed=Role.APPROVER.value,
@@ -379,6 +397,10 @@ class CopyService:
         if request.approvers:
             return self.roles.is_among(user_id, request.approvers)
         return self.roles.has(user_id, Role.APPROVER)
+
+    def may_see(self, user_id: str, request: CopyRequest) -> bool:
+        """Its requester, those who may decide it, and admins."""
+        return request.requested_by == user_id or self.may_decide(user_id, request)
 
     @staticmethod
     def _who_may_decide(request: CopyRequest, action: str) -> str:

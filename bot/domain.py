@@ -10,6 +10,24 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
+# Request ids are SQLite integers: anything larger is not one of ours, whatever a payload says.
+REQUEST_ID_MAX = 2**63 - 1
+_ASCII_DIGITS = frozenset("0123456789")
+
+
+def parse_request_id(text: object) -> int | None:
+    """A request id from text a person typed or a payload carried ("12", "#12"); None when it
+    is not one (other digits such as "²", signs, exponents, too large)."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text if 1 <= text <= REQUEST_ID_MAX else None
+    if not isinstance(text, str):
+        return None
+    digits = text.strip().removeprefix("#")
+    if not digits or len(digits) > 19 or not set(digits) <= _ASCII_DIGITS:
+        return None
+    number = int(digits)
+    return number if 1 <= number <= REQUEST_ID_MAX else None
+
 
 class State(StrEnum):
     PENDING_APPROVAL = "pending_approval"

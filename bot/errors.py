@@ -2,6 +2,7 @@
 
     SnapcopyError            one plain sentence in `.message`, safe to show in Slack
      ├── NotAllowed          the caller lacks the role an action needs
+     ├── GroupsUnanswered    Slack could not say whether the person is in a group with the role
      ├── SelfApproval        the requester tried to approve their own request
      ├── AlreadyHandled      somebody else already approved, denied or cancelled it
      ├── AlreadyApproved     this person's approval is counted already (N-of-M)
@@ -42,6 +43,18 @@ class NotAllowed(SnapcopyError):
         self.actor = actor
         self.action = action
         super().__init__(message)
+
+
+class GroupsUnanswered(SnapcopyError):
+    """Whether the person holds a role depends on user groups Slack could not tell us about."""
+
+    def __init__(self, groups: list[str]) -> None:
+        self.groups = groups
+        named = ", ".join(f"<!subteam^{group}>" for group in groups)
+        super().__init__(
+            f"I could not ask Slack just now whether you are in {named}, which hold that role; "
+            "nothing was done. Try again in a minute."
+        )
 
 
 class SelfApproval(SnapcopyError):

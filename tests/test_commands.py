@@ -156,7 +156,7 @@ def test_status_tells_where_a_waiting_request_stands(
 ) -> None:
     source = automated(dws_snapshots).id
     request = ask_for_copy(server, slack, REQUESTER, source, "status-waits", "keep it")
-    told = ask(server, slack, ONCALL_MEMBER, "status " + form.format(id=request.id), "status")
+    told = ask(server, slack, APPROVER, "status " + form.format(id=request.id), "status")
     lines = told.splitlines()
     assert lines[0].startswith(f"*#{request.id}* status-waits ← `{source}`")
     assert "Waiting for approval" in lines[0]

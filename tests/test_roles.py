@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from bot.config import Role, parse_policy
@@ -76,13 +79,38 @@ def test_group_members_are_cached_for_the_ttl_only() -> None:
     assert not resolver.has("U0ONCALL", Role.REQUESTER)
 
 
-def test_a_failed_group_lookup_grants_nothing_and_is_not_cached() -> None:
+def test_a_failed_group_lookup_grants_nothing_and_is_retried_after_a_pause() -> None:
     groups = Groups({"S0ONCALL": {"U0ONCALL"}})
     groups.failing = True
-    resolver = RoleResolver(POLICY, groups)
+    clock = Clock()
+    resolver = RoleResolver(POLICY, groups, clock=clock, failure_ttl=15.0)
     assert not resolver.has("U0ONCALL", Role.REQUESTER)
+    assert resolver.unanswered("U0ONCALL", ["S0ONCALL"]) == ["S0ONCALL"]
+    asked = len(groups.calls)
     groups.failing = False
+    # During an outage every click would wait for Slack again: a failure is remembered briefly.
+    assert not resolver.has("U0ONCALL", Role.REQUESTER)
+    assert len(groups.calls) == asked
+    clock.now += 16
     assert resolver.has("U0ONCALL", Role.REQUESTER)
+    assert resolver.unanswered("U0ONCALL", ["S0ONCALL"]) == []
+
+
+def test_a_group_lookup_that_hangs_is_given_up_within_the_budget() -> None:
+    release = threading.Event()
+
+    def hanging(group_id: str) -> frozenset[str]:
+        release.wait(5)
+        return frozenset({"U0ONCALL"})
+
+    resolver = RoleResolver(POLICY, hanging, budget=0.2)
+    started = time.monotonic()
+    try:
+        assert not resolver.has("U0ONCALL", Role.REQUESTER)
+        assert time.monotonic() - started < 1.0
+    finally:
+        release.set()
+        resolver.close()
 
 
 def test_grants_say_where_a_role_comes_from() -> None:

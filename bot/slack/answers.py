@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.config import Role
-from bot.domain import CopyRequest, State
+from bot.domain import CopyRequest, State, parse_request_id
 from bot.errors import BadInput
 from bot.slack import views
 from bot.slack.services import Services
@@ -34,7 +34,7 @@ def answer(services: Services, kind: str, argument: str | None, user: str) -> st
     if kind == "list":
         return list_text(services, user)
     if kind == "status":
-        return status_text(services, argument)
+        return status_text(services, argument, user)
     if kind == "roles":
         return roles_text(services, user)
     if kind == "cancel":
@@ -74,14 +74,14 @@ def waiting_for(services: Services, user: str, limit: int = 100) -> list[CopyReq
 
 
 def _request_number(argument: str | None, subcommand: str) -> int:
-    number = (argument or "").lstrip("#")
-    if not number.isdigit():
+    number = parse_request_id(argument or "")
+    if number is None:
         raise BadInput(
             "request_id",
             f"Usage: `/snapcopy {subcommand} <request id>`, for example "
             f"`/snapcopy {subcommand} 12`.",
         )
-    return int(number)
+    return number
 
 
 def cancel_text(services: Services, argument: str | None, user: str) -> str:
@@ -89,11 +89,17 @@ def cancel_text(services: Services, argument: str | None, user: str) -> str:
     return f"Request {request.label} is cancelled; nothing will be copied."
 
 
-def status_text(services: Services, argument: str | None) -> str:
+def status_text(services: Services, argument: str | None, user: str) -> str:
     number = _request_number(argument, "status")
-    request = services.copies.status(number)
+    request = services.store.get(number)
     if request is None:
         return f"There is no request #{number}."
+    if not services.copies.may_see(user, request):
+        return (
+            f"Request #{number} is not yours to see: only its requester, its approvers and "
+            "admins can."
+        )
+    request = services.copies.status(number) or request
     lines = [request_line(request), views.outcome_line(request)]
     lines.append(f"Requested by {views.mention(request.requested_by)} at {request.created_at}")
     if request.error:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from bot.domain import parse_request_id
 from bot.slack.ids import Action, Block
 
 
@@ -19,6 +20,11 @@ class ModalMetadata(BaseModel):
     thread_ts: str | None = None
     request_id: int | None = None
     from_home: bool = False
+
+    @field_validator("request_id", mode="before")
+    @classmethod
+    def _an_id_of_ours(cls, value: object) -> int | None:
+        return parse_request_id(value) if value is not None else None
 
     @classmethod
     def parse(cls, raw: str | None) -> ModalMetadata:
@@ -70,8 +76,8 @@ def field_block(field: str) -> str:
 
 
 def action_request_id(body: dict[str, Any]) -> int | None:
-    """The request id carried by an Approve/Deny button; None when it is not a number."""
+    """The request id carried by an Approve/Deny button; None when it is not one."""
     try:
-        return int(body["actions"][0]["value"])
-    except (KeyError, IndexError, TypeError, ValueError):
+        return parse_request_id(body["actions"][0]["value"])
+    except (KeyError, IndexError, TypeError):
         return None

@@ -42,8 +42,8 @@ def register(app: App, services: Services) -> None:
         except BadInput as error:
             ack(response_action="errors", errors={field_block(error.field): error.message})
             return
-        except NotAllowed as error:
-            # Lost the role while the modal was open: say so on the first field.
+        except SnapcopyError as error:
+            # Lost the role while the modal was open, or Slack could not say: on the first field.
             block = Block.PICK_SNAPSHOT
             ack(response_action="errors", errors={block: sentence_for(error) or error.message})
             return
