@@ -70,7 +70,7 @@ def machine() -> list[tuple[str, str]]:
         ("memory", _memory()),
         ("OS", f"{platform.system()} {platform.release()}"),
         ("Python", sys.version.split()[0]),
-        ("gunicorn / slack-bolt / slack-sdk", _versions("gunicorn", "slack-bolt", "slack-sdk")),
+        ("uvicorn / slack-bolt / slack-sdk", _versions("uvicorn", "slack-bolt", "slack-sdk")),
     ]
 
 

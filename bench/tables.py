@@ -272,11 +272,11 @@ METHOD = """\
 - Everything runs on 127.0.0.1. The Slack Web API stand-in (tests/slack_standin.py) and the DWS
   stand-in (bot/dws/standin.py, `copy_delay=0`: copies are AVAILABLE at once) run in the
   benchmark process. snapcopy runs as `python -m bot serve --host 127.0.0.1 --port N` with its
-  settings in environment variables, exactly as in production: gunicorn, 1 worker, gthread,
-  8 threads. The bare Bolt app (bench/bare_app.py) has the same command and action ids, listeners
-  that only call `ack()`, `process_before_response=True`, and is served by snapcopy's own gunicorn
-  class with the same options. Both run at the same time; each batch of N requests is sent in
-  2 chunks that alternate between them.
+  settings in environment variables, exactly as in production: one process, uvicorn in front
+  (bot/front.py) buffering whole requests for 8 app threads. The bare Bolt app
+  (bench/bare_app.py) has the same command and action ids, listeners that only call `ack()`,
+  `process_before_response=True`, and is served by the same front end. Both run at the same
+  time; each batch of N requests is sent in 2 chunks that alternate between them.
 - Acknowledgement latency is measured by a separate load process (so the stand-ins' threads do
   not share its interpreter): closed loop, N keep-alive connections, requests built and signed
   with Slack's v0 HMAC-SHA256 right before each batch (never during it), time from writing the
@@ -284,11 +284,12 @@ METHOD = """\
   snapcopy batch the benchmark waits until the bot has made the Web API call that every request
   of that kind causes after the acknowledgement ("after-ack work done": seconds after the last
   acknowledgement), so no batch inherits the previous one's backlog.
-- The bare app does nothing after acknowledging. snapcopy, for the requests that need it, then
-  does its work (an audited refusal and a Web API call) in the same worker process, under the
-  same interpreter lock as its acknowledgements; with 10 or 50 requests at once the worker is
-  saturated, so that work shows in the acknowledgement figures. `/snapcopy help` is answered
-  inside the acknowledgement and has no work after it.
+- The bare app does nothing, before or after acknowledging. snapcopy decides a click before it
+  acknowledges it (the request is read, and an approval committed, so that no crash can lose
+  it), and for the requests that need it then does its work (an audited refusal and a Web API
+  call) in the same process, under the same interpreter lock as its acknowledgements; with 10 or
+  50 requests at once the process is saturated, so that work shows in the acknowledgement
+  figures. `/snapcopy help` is answered inside the acknowledgement and has no work after it.
 - Approve clicks: a user without the approver role clicking Approve on a pending request (refused
   after the acknowledgement, audited, told by an ephemeral message), and the approver clicking
   Approve on a request that is already copied (told it is handled).
@@ -303,7 +304,15 @@ METHOD = """\
 - Start-up: from spawning the process to the first `200` from `GET /healthz`, polled every 5 ms,
   after one untimed start that compiles the bytecode and creates the database (bytecode is cached
   in a private directory, as in an installed deployment).
-- Memory: VmRSS from /proc/<pid>/status of the gunicorn master and its worker (MB = 10^6 bytes).
+- Memory: VmRSS from /proc/<pid>/status of the snapcopy process (MB = 10^6 bytes). Memory and
+  open files over many flows: read before and after 3,000 complete flows (8 at a time, in
+  batches of 500 after each of which the bot is let go idle), once it owes no work; open files
+  are the entries of /proc/<pid>/fd, and those that are the database (with its WAL and
+  shared-memory files).
+- The door (bench/door.py): 50 clients each send a request's headers and then one body byte every
+  quarter second; meanwhile signed `/snapcopy help` commands and `GET /healthz` are sent one at a
+  time with a 5 s limit. Against snapcopy, and against the bare app served by gunicorn (1 worker,
+  gthread, 8 threads), which is how snapcopy was served before its front end.
 - Audit: a database created by `bot.store.Store` and filled with bulk inserts; commands are timed
   whole (interpreter start included) after one untimed run, the `/snapcopy list` query in process.
 """
