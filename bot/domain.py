@@ -51,7 +51,29 @@ FINAL_STATES = frozenset(
 UNFINISHED_AFTER_APPROVAL = frozenset({State.APPROVED, State.COPYING})
 
 
-class CopyRequest(BaseModel):
+class _SourceAndApproval(BaseModel):
+    """What a request knows of its source and how it is approved: the same for a new request
+    and for its row."""
+
+    model_config = ConfigDict(frozen=True)
+
+    # The source as DWS described it when the request was made (None: DWS did not say).
+    region: str | None = None  # where the source is, and so the copy (None: the only region)
+    cluster_id: str | None = None
+    cluster_name: str | None = None
+    source_name: str | None = None
+    source_started: str | None = None
+    source_size: float | None = None
+    # How it is approved, fixed when it was made (the policy may change while it waits).
+    approvals_needed: int = 1
+    approvers: list[str] = []  # who may approve besides admins; empty: the approver role
+    notify: list[str] = []  # who is mentioned on it
+    allow_self_approval: bool = False
+    rule: int | None = None  # the [[rules]] table that matched, None for [approval]
+    remind_at: str | None = None
+
+
+class CopyRequest(_SourceAndApproval):
     """One row of the audit log's `requests` table."""
 
     model_config = ConfigDict(frozen=True)
@@ -78,20 +100,6 @@ class CopyRequest(BaseModel):
     created_at: str
     updated_at: str
     expires_at: str | None = None
-    # The source as DWS described it when the request was made (None: DWS did not say).
-    region: str | None = None  # where the source is, and so the copy (None: the only region)
-    cluster_id: str | None = None
-    cluster_name: str | None = None
-    source_name: str | None = None
-    source_started: str | None = None
-    source_size: float | None = None
-    # How it is approved, fixed when it was made (the policy may change while it waits).
-    approvals_needed: int = 1
-    approvers: list[str] = []  # who may approve besides admins; empty: the approver role
-    notify: list[str] = []  # who is mentioned on it
-    allow_self_approval: bool = False
-    rule: int | None = None  # the [[rules]] table that matched, None for [approval]
-    remind_at: str | None = None
 
     @property
     def label(self) -> str:
@@ -104,7 +112,7 @@ class CopyRequest(BaseModel):
         return [user for user in (self.approved_by or "").split(",") if user]
 
 
-class NewRequest(BaseModel):
+class NewRequest(_SourceAndApproval):
     """What a person asked for, and how it is to be approved; validated before it becomes a
     row."""
 
@@ -117,15 +125,3 @@ class NewRequest(BaseModel):
     requested_by: str
     channel_id: str
     thread_ts: str | None = None
-    region: str | None = None
-    cluster_id: str | None = None
-    cluster_name: str | None = None
-    source_name: str | None = None
-    source_started: str | None = None
-    source_size: float | None = None
-    approvals_needed: int = 1
-    approvers: list[str] = []
-    notify: list[str] = []
-    allow_self_approval: bool = False
-    rule: int | None = None
-    remind_at: str | None = None
