@@ -23,7 +23,7 @@ from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
 from slack_sdk.proxy_env_variable_loader import load_http_proxy_from_env
 
 from bot.catalog import SnapshotCatalog
-from bot.config import Policy, Settings
+from bot.config import Approval, Policy, Rule, Settings
 from bot.copier import DWS, Copier
 from bot.copies import CopyService
 from bot.dws.client import DwsClient, RetryPolicy, build_http_client
@@ -114,8 +114,8 @@ class Runtime:
 
     def _sweep_seconds(self) -> float:
         # Short policies (tests, drills) get a sweep well inside their shortest wait.
-        tables = [self.policy.approval, *self.policy.rules]
-        waits = [
+        tables: list[Approval | Rule] = [self.policy.approval, *self.policy.rules]
+        waits: list[float] = [
             minutes * 60
             for table in tables
             for minutes in (table.expires_after_minutes, table.remind_after_minutes)

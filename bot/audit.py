@@ -148,6 +148,8 @@ def run(args: argparse.Namespace) -> int:
         path = args.db or database_path()
         with _open_read_only(path) as db:
             requests = _requests(db, args)
+            fields: tuple[str, ...]
+            table: tuple[str, ...]
             if args.events:
                 rows, fields, table = _events(db, requests), EVENT_FIELDS, EVENT_FIELDS
             else:

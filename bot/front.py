@@ -204,7 +204,7 @@ def _run_wsgi(
         started["status"], started["headers"] = status, headers
         return lambda data: None  # nothing here writes through the legacy write()
 
-    result: Iterable[bytes] = app(environ, start_response)  # type: ignore[arg-type]
+    result: Iterable[bytes] = app(environ, start_response)
     try:
         payload = b"".join(result)
     finally:

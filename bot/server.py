@@ -146,8 +146,9 @@ def _health(runtime: Runtime, start_response: StartResponse) -> Iterable[bytes]:
         body[system] = last.as_health() if last else None
     if database:
         stuck_after = runtime.settings.snapcopy_outbox_stuck_minutes * 60
+        owed = runtime.store.owed()
         for queue, name in (("slack", "outbox"), ("dws", "jobs")):
-            pending, since = runtime.store.owed()[queue]
+            pending, since = owed[queue]
             oldest = round(age_seconds(since), 1) if since else None
             body[name] = {"pending": pending, "oldest_seconds": oldest}
         oldest_message = body["outbox"]["oldest_seconds"]

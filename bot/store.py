@@ -403,13 +403,14 @@ class Store:
             row = db.execute(
                 "SELECT state, approvals_needed FROM requests WHERE id = ?", [request_id]
             ).fetchone()
+            work: list[Work] = []
             if row is None or row[0] != State.PENDING_APPROVAL.value:
-                outcome, work = "handled", []
+                outcome = "handled"
             elif not db.execute(
                 "INSERT OR IGNORE INTO approvals (request_id, user_id, at) VALUES (?, ?, ?)",
                 [request_id, user_id, stamp],
             ).rowcount:
-                outcome, work = "again", []
+                outcome = "again"
             else:
                 users = [
                     user

@@ -205,3 +205,23 @@ def test_a_request_decided_before_its_message_could_be_posted_is_shown_decided(
     while restarted.store.require(request.id).message_ts is None:
         assert time.monotonic() < deadline
         time.sleep(0.02)
+
+
+def test_a_message_slack_keeps_refusing_is_given_up_with_an_audit_event(
+    start_server: StartServer, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
+) -> None:
+    server = start_server(env_overrides={"SNAPCOPY_SLACK_GIVE_UP_HOURS": "0.0003"})  # ~1 s
+    request = ask_for_copy(server, slack, REQUESTER, automated(dws_snapshots).id, "given-up")
+    slack.fail_next("chat.postMessage", error="internal_error", times=1000)
+    slack.fail_next("chat.update", error="internal_error", times=1000)
+    click(server, APPROVER, Action.APPROVE, request)
+
+    done = wait_state(server, request, State.SUCCEEDED)  # the copy never waited for Slack
+    deadline = time.monotonic() + 15
+    while server.store.open_work(done.id):
+        assert time.monotonic() < deadline, server.store.open_work(done.id)
+        time.sleep(0.05)
+
+    gave_up = [e for e in server.store.events(done.id) if e["kind"] == "slack_gave_up"]
+    assert gave_up and all(e["details"]["error"] == "internal_error" for e in gave_up)
+    assert dws.copy_calls == 1

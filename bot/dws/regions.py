@@ -86,7 +86,7 @@ def parse_regions(text: str) -> list[tuple[str, str, str | None]]:
     The optional `@endpoint` serves regions reached some other way (a VPC endpoint, a
     gateway, a test stand-in).
     """
-    entries = []
+    entries: list[tuple[str, str, str | None]] = []
     for raw in text.split(","):
         item = raw.strip()
         if not item:

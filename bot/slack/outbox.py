@@ -246,7 +246,7 @@ class SlackOutbox:
             with self._lock:
                 self._held_until = max(self._held_until, time.monotonic() + retry_after)
         if age_seconds(row.created_at) > self.give_up_after:
-            self._record(request, "slack_gave_up", kind=row.kind, error=code)
+            self._record(request, "slack_gave_up", message=row.kind, error=code)
             log.error(
                 "gave up on a Slack message", extra={"request_id": request.id, "slack_error": code}
             )
