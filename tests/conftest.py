@@ -51,6 +51,16 @@ from tests.slack_standin import RESPONSE_URL_PATH, SlackStandIn
 
 _ISOLATED = re.compile(r"(SLACK_|HUAWEICLOUD_|DWS_|SNAPCOPY_).*|PORT")
 
+# Fixtures that serve the bot; a test using none of them is a unit test (`pytest -m unit`).
+_SERVING = frozenset({"server", "start_server", "start_process", "start_socket_bot"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if not fixtures & _SERVING and item.get_closest_marker("process") is None:
+            item.add_marker(pytest.mark.unit)
+
 # Nothing listens here: a bot that tries to reach DWS fails fast instead of reaching the cloud.
 UNREACHABLE_DWS = "http://127.0.0.1:9"
 
