@@ -168,8 +168,8 @@ def test_slack_failing_during_the_copy_does_not_change_the_outcome(
     server: BotServer, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
 ) -> None:
     request = ask_for_copy(server, slack, REQUESTER, automated(dws_snapshots).id, "quiet-copy")
-    slack.fail_next("chat.update", error="internal_error", times=2)
-    slack.fail_next("chat.postMessage", error="internal_error", times=2)
+    slack.fail_next("chat.update", error="internal_error")
+    slack.fail_next("chat.postMessage", error="internal_error")
     click(server, APPROVER, Action.APPROVE, request)
     done = wait_state(server, request, State.SUCCEEDED)
     assert dws.copy_calls == 1
