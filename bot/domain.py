@@ -47,8 +47,6 @@ class State(StrEnum):
 FINAL_STATES = frozenset(
     {State.SUCCEEDED, State.FAILED, State.DENIED, State.EXPIRED, State.CANCELLED}
 )
-# Left in these after a crash, a request still owes somebody an outcome.
-UNFINISHED_AFTER_APPROVAL = frozenset({State.APPROVED, State.COPYING})
 
 
 class _SourceAndApproval(BaseModel):

@@ -8,8 +8,7 @@
      ├── AlreadyApproved     this person's approval is counted already (N-of-M)
      ├── RequestExpired      the request waited longer than the policy allows
      ├── UnknownRequest      no request has that id
-     ├── BadInput            a field is wrong; `.field` names it (modal block or command word)
-     └── AnnounceFailed      the request is saved but its message could not be posted
+     └── BadInput            a field is wrong; `.field` names it (modal block or command word)
 
 DWS failures are `bot.dws.errors.DwsError`; both families reach people through one handler.
 """
@@ -91,13 +90,3 @@ class BadInput(SnapcopyError):
     def __init__(self, field: str, message: str) -> None:
         self.field = field
         super().__init__(message)
-
-
-class AnnounceFailed(SnapcopyError):
-    def __init__(self, request_id: int, reason: str) -> None:
-        self.request_id = request_id
-        self.reason = reason  # the chat platform's error code, e.g. not_in_channel
-        super().__init__(
-            f"Request #{request_id} is saved, but I could not post it to the channel "
-            f"({reason}); I will keep trying."
-        )

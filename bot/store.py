@@ -280,10 +280,6 @@ class Store:
                 break
         del opened  # the ones in use are closed by connection() on their way back
 
-    def open_connections(self) -> int:
-        with self._lock:
-            return len(self._opened)
-
     def healthy(self) -> bool:
         try:
             self._query("SELECT 1 FROM requests LIMIT 1")

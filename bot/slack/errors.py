@@ -23,7 +23,7 @@ from slack_sdk.webhook import WebhookClient
 
 from bot.dws.errors import DwsError
 from bot.dws.validation import InvalidInput
-from bot.errors import AlreadyHandled, AnnounceFailed, NotAllowed, SnapcopyError
+from bot.errors import AlreadyHandled, NotAllowed, SnapcopyError
 from bot.slack import views
 from bot.slack.sandbox import is_sandboxed, mark
 
@@ -38,14 +38,6 @@ def sentence_for(error: Exception) -> str | None:
         return (
             f"{error.message} Ask an admin ({views.mentions(error.admins)}) to add you to the "
             f"`{error.needed}` role in the snapcopy policy."
-        )
-    if isinstance(error, AnnounceFailed) and error.reason in (
-        "not_in_channel",
-        "channel_not_found",
-    ):
-        return (
-            f"{error.message} Invite me to the channel (`/invite @snapcopy`) and I will post it "
-            "there within a minute."
         )
     if isinstance(error, SlackApiError) and _code(error) == "expired_trigger_id":
         return "Slack took too long to let me open the form; please run the command again."
