@@ -55,10 +55,6 @@ class RoleResolver:
         self._lock = threading.Lock()
         self._lookups = ThreadPoolExecutor(max_workers=4, thread_name_prefix="group-lookup")
 
-    @property
-    def policy(self) -> Policy:
-        return self._policy
-
     def grants(self, user_id: str) -> list[Grant]:
         found = []
         for role in Role:

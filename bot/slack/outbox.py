@@ -210,14 +210,15 @@ class SlackOutbox:
                 self._direct(approver, request, views.request_text(request), blocks=blocks)
 
     def _approver_users(self, request: CopyRequest) -> list[str]:
-        """The approvers named by user ID (a group cannot be sent a DM)."""
-        policy = self.roles.policy
-        named = [*policy.roles.holders(Role.APPROVER), *policy.roles.holders(Role.ADMIN)]
-        allow_self = policy.approval.allow_self_approval
+        """Who may decide this request, where named by user ID (a group cannot be sent a DM):
+        its own approvers (or the approver role) and the admins."""
+        deciders = request.approvers or list(self.roles.holders(Role.APPROVER))
+        named = [*deciders, *self.roles.holders(Role.ADMIN)]
         return [
             user
             for user in dict.fromkeys(named)
-            if not user.startswith("S") and (allow_self or user != request.requested_by)
+            if not user.startswith("S")
+            and (request.allow_self_approval or user != request.requested_by)
         ]
 
     def _direct(
