@@ -6,13 +6,10 @@ from `bot.dws.standin` directly so the bot does not load it unless asked.
 
 from bot.dws.client import DwsClient, RetryPolicy, build_http_client
 from bot.dws.errors import (
-    CopyOutcomeUnknown,
     DwsError,
     DwsTimeout,
     DwsTransportError,
     MalformedResponse,
-    SnapshotFailed,
-    WaitTimedOut,
 )
 from bot.dws.models import (
     CopiedSnapshot,
@@ -35,7 +32,6 @@ from bot.dws.validation import (
 __all__ = [
     "AkSkAuth",
     "CopiedSnapshot",
-    "CopyOutcomeUnknown",
     "CopyResponse",
     "DwsClient",
     "DwsError",
@@ -46,10 +42,8 @@ __all__ = [
     "RetryPolicy",
     "Snapshot",
     "SnapshotEnvelope",
-    "SnapshotFailed",
     "SnapshotList",
     "SnapshotStatus",
-    "WaitTimedOut",
     "build_http_client",
     "endpoint_for",
     "find_snapshot_id",

@@ -1,10 +1,10 @@
 """A small, careful client for the DWS snapshot API.
 
-Reads are retried with exponential backoff and full jitter. linked-copy is not idempotent and
-takes no client token, so a copy is retried only when the failure proves nothing was created
-(throttled, cluster busy, connection never made). After an ambiguous failure (a timeout or reset
-after sending, a 5xx) the copy's unique name is looked up first: found, it is adopted; absent, the
-copy is sent again. Either way one call leaves at most one copy behind.
+Reads are retried with exponential backoff and full jitter, within a budget (the modal's checks
+and the picker use that; the jobs use `RetryPolicy(attempts=1)`, their retries being durable).
+linked-copy is not idempotent and takes no client token, so `copy_once` makes exactly one call
+and leaves what follows a failure to its caller: the copy job (bot/copier.py) decides whether it
+is transient, and looks the unique name up before it ever calls again.
 """
 
 from __future__ import annotations
@@ -21,12 +21,8 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from bot.dws.errors import (
-    CopyOutcomeUnknown,
     DwsError,
-    DwsTransportError,
     MalformedResponse,
-    SnapshotFailed,
-    WaitTimedOut,
     transport_error,
 )
 from bot.dws.models import (
@@ -35,7 +31,6 @@ from bot.dws.models import (
     Snapshot,
     SnapshotEnvelope,
     SnapshotList,
-    SnapshotStatus,
 )
 from bot.dws.validation import validate_backup_name, validate_description, validate_snapshot_id
 
@@ -173,34 +168,6 @@ class DwsClient:
         wanted = name.strip().lower()
         return next((s for s in self.list_snapshots() if s.name.lower() == wanted), None)
 
-    def wait_until_available(
-        self,
-        snapshot_id: str,
-        poll_seconds: float,
-        timeout: float,
-        on_status: Callable[[Snapshot], None] | None = None,
-    ) -> Snapshot:
-        """Poll until AVAILABLE; raise SnapshotFailed on UNAVAILABLE, WaitTimedOut at `timeout`.
-
-        `on_status` hears the first status seen and every change after it.
-        """
-        started = self._monotonic()
-        last_status: str | None = None
-        while True:
-            snapshot = self.get_snapshot(snapshot_id)
-            if snapshot.status != last_status:
-                last_status = snapshot.status
-                if on_status is not None:
-                    on_status(snapshot)
-            if snapshot.status == SnapshotStatus.AVAILABLE:
-                return snapshot
-            if snapshot.status == SnapshotStatus.UNAVAILABLE:
-                raise SnapshotFailed(snapshot.id, snapshot.status)
-            waited = self._monotonic() - started
-            if waited >= timeout:
-                raise WaitTimedOut(snapshot.id, snapshot.status, waited)
-            self._sleep(min(poll_seconds, timeout - waited))
-
     # -- the copy --------------------------------------------------------------------------
 
     def copy_once(self, snapshot_id: str, name: str, description: str = "") -> CopiedSnapshot:
@@ -213,7 +180,7 @@ class DwsClient:
         path, body, name = self._copy_call(snapshot_id, name, description)
         response = self._send("POST", path, json=body, timeout=self._copy_timeout)
         answer = self._parse(CopyResponse, response)
-        return CopiedSnapshot(answer.snapshot_id, response.headers.get("X-Request-Id"), False)
+        return CopiedSnapshot(answer.snapshot_id, response.headers.get("X-Request-Id"))
 
     def _copy_call(
         self, snapshot_id: str, name: str, description: str
@@ -222,59 +189,6 @@ class DwsClient:
         name = validate_backup_name(name)
         body = {"backup_name": name, "description": validate_description(description)}
         return f"/v1.0/{self._project}/snapshots/{source}/linked-copy", body, name
-
-    def copy_snapshot(self, snapshot_id: str, name: str, description: str = "") -> CopiedSnapshot:
-        """Copy an automated snapshot under a new, unique name; at most one copy per call."""
-        path, body, name = self._copy_call(snapshot_id, name, description)
-        budget = _Budget(self._retry, self._monotonic)
-        maybe_created = False
-        while True:
-            budget.attempts += 1
-            try:
-                response = self._send("POST", path, json=body, timeout=self._copy_timeout)
-            except DwsError as error:
-                if _proves_nothing_created(error):
-                    self._pause_or_raise(error, budget)
-                    continue
-                ambiguous = _may_have_created(error)
-                if ambiguous or maybe_created:
-                    # Either this attempt may have made the copy, or an earlier one did and DWS
-                    # now refuses the name as taken: in both cases the name decides.
-                    maybe_created = True
-                    adopted = self._adopt(name, error)
-                    if adopted is not None:
-                        return adopted
-                if not ambiguous:
-                    raise  # a plain refusal: bad name, unknown source, no permission
-                self._pause_or_raise(error, budget)
-                continue
-            return self._copied(response, name)
-
-    def _copied(self, response: httpx.Response, name: str) -> CopiedSnapshot:
-        request_id = response.headers.get("X-Request-Id")
-        try:
-            answer = self._parse(CopyResponse, response)
-        except MalformedResponse as error:
-            # DWS said yes, so the copy exists; its id is still there to be found by name.
-            adopted = self._adopt(name, error)
-            if adopted is None:
-                raise
-            return adopted
-        return CopiedSnapshot(answer.snapshot_id, request_id, adopted=False)
-
-    def _adopt(self, name: str, error: DwsError) -> CopiedSnapshot | None:
-        try:
-            found = self.find_snapshot_by_name(name)
-        except DwsError as lookup_error:
-            raise CopyOutcomeUnknown(name, error) from lookup_error
-        if found is None:
-            return None
-        self._log.warning(
-            "adopting snapshot %s: found by name after the copy's answer was lost or unreadable",
-            found.id,
-            extra={"dws_snapshot_id": found.id, "dws_request_id": error.request_id},
-        )
-        return CopiedSnapshot(found.id, error.request_id, adopted=True)
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -368,17 +282,3 @@ def _call_name(method: str, path: str) -> str:
     if path.endswith("/linked-copy"):
         return "copy"
     return "list" if path.rstrip("/").endswith("/snapshots") else "show"
-
-
-def _proves_nothing_created(error: DwsError) -> bool:
-    """Failures after which DWS certainly did not copy: throttled, busy, never connected."""
-    if isinstance(error, DwsTransportError):
-        return error.sent is False
-    return error.retryable and (error.status is None or error.status < 500)
-
-
-def _may_have_created(error: DwsError) -> bool:
-    """Failures that leave unknown whether the copy was made: lost answers and 5xx."""
-    if isinstance(error, DwsTransportError):
-        return error.sent is not False
-    return error.status is not None and error.status >= 500

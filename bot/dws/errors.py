@@ -3,15 +3,12 @@
     DwsError                  DWS or its gateway answered with an error, or gave no usable answer
     ├── DwsTransportError     no HTTP answer at all: connection refused, reset, response lost
     │   └── DwsTimeout        the connect or read timeout ran out
-    ├── MalformedResponse     a success status whose body is not what the API documents
-    ├── CopyOutcomeUnknown    a copy may or may not exist, and looking it up failed too
-    ├── SnapshotFailed        the snapshot ended UNAVAILABLE
-    └── WaitTimedOut          the snapshot was not AVAILABLE before the wait ran out
+    └── MalformedResponse     a success status whose body is not what the API documents
 
 Every error keeps what support needs to trace it (HTTP status, DWS or gateway error code, the
 `X-Request-Id` of the answer) and `str(error)` is one sentence a person can act on. `retryable`
 says whether sending the same request again may succeed; it does not say whether doing so is
-safe, which for the non-idempotent linked-copy the client decides itself.
+safe, which for the non-idempotent linked-copy the copy job decides (bot/work/retry.py).
 """
 
 from __future__ import annotations
@@ -139,71 +136,6 @@ class MalformedResponse(DwsError):
         return (
             f"DWS sent an answer snapcopy cannot read ({self.error_msg})."
             f"{self._request_id_sentence()}"
-        )
-
-
-class CopyOutcomeUnknown(DwsError):
-    """A copy request failed ambiguously and the name could not be looked up afterwards.
-
-    Sending the copy again could create a second one, so the caller must check for the name
-    before trying again. Status, code and request id are those of the ambiguous copy attempt.
-    """
-
-    def __init__(self, name: str, attempt: DwsError) -> None:
-        super().__init__(
-            attempt.error_msg,
-            status=attempt.status,
-            error_code=attempt.error_code,
-            request_id=attempt.request_id,
-        )
-        self.name = name
-        self.attempt = attempt
-
-    @property
-    def retryable(self) -> bool:
-        return False
-
-    def summary(self) -> str:
-        return (
-            f"The copy named {self.name!r} may or may not have been created: "
-            f"{self.attempt.summary()} Looking the name up failed too; check the snapshot list "
-            "before trying again."
-        )
-
-
-class SnapshotFailed(DwsError):
-    """The snapshot ended UNAVAILABLE."""
-
-    def __init__(self, snapshot_id: str, status: str) -> None:
-        super().__init__(f"snapshot {snapshot_id} is {status}")
-        self.snapshot_id = snapshot_id
-        self.snapshot_status = status
-
-    @property
-    def retryable(self) -> bool:
-        return False
-
-    def summary(self) -> str:
-        return f"The snapshot {self.snapshot_id} failed: DWS reports it {self.snapshot_status}."
-
-
-class WaitTimedOut(DwsError):
-    """The snapshot did not become AVAILABLE within the time allowed."""
-
-    def __init__(self, snapshot_id: str, status: str | None, waited: float) -> None:
-        super().__init__(f"snapshot {snapshot_id} still {status} after {waited:.0f}s")
-        self.snapshot_id = snapshot_id
-        self.snapshot_status = status
-        self.waited = waited
-
-    @property
-    def retryable(self) -> bool:
-        return False
-
-    def summary(self) -> str:
-        return (
-            f"The snapshot {self.snapshot_id} was still {self.snapshot_status or 'unknown'} "
-            f"after {self.waited:.0f} seconds; it may still finish, check it later."
         )
 
 

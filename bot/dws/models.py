@@ -74,12 +74,7 @@ class CopyResponse(_Answer):
 
 @dataclass(frozen=True)
 class CopiedSnapshot:
-    """The copy a `copy_snapshot` call leaves behind.
-
-    `adopted` is True when an earlier attempt's answer was lost and the copy was found by its
-    name afterwards, rather than named in the answer to this call's request.
-    """
+    """The copy a `copy_once` call made: its id, and the X-Request-Id of DWS's answer."""
 
     snapshot_id: str
     request_id: str | None
-    adopted: bool = False

@@ -8,13 +8,9 @@ import pytest
 
 from bot.dws.client import DwsClient, RetryPolicy, build_http_client
 from bot.dws.errors import (
-    CopyOutcomeUnknown,
     DwsError,
     DwsTimeout,
-    DwsTransportError,
     MalformedResponse,
-    SnapshotFailed,
-    WaitTimedOut,
 )
 from bot.dws.models import CopiedSnapshot, Snapshot
 from bot.dws.regions import endpoint_for
@@ -49,9 +45,9 @@ NAME = "nightly-copy"
 def test_copy_posts_the_documented_request(client: DwsClient, fake: FakeDws) -> None:
     fake.queue(copied(request_id="rid-42"))
 
-    result = client.copy_snapshot(SOURCE_ID.upper(), f"  {NAME} ", "before the restore")
+    result = client.copy_once(SOURCE_ID.upper(), f"  {NAME} ", "before the restore")
 
-    assert result == CopiedSnapshot(NEW_ID, "rid-42", adopted=False)
+    assert result == CopiedSnapshot(NEW_ID, "rid-42")
     assert fake.calls == [COPY]
     request = fake.requests[0]
     assert body_of(request) == {"backup_name": NAME, "description": "before the restore"}
@@ -73,205 +69,38 @@ def test_copy_checks_input_before_any_request(
     client: DwsClient, fake: FakeDws, snapshot_id: str, name: str, description: str, field: str
 ) -> None:
     with pytest.raises(InvalidInput) as caught:
-        client.copy_snapshot(snapshot_id, name, description)
+        client.copy_once(snapshot_id, name, description)
     assert caught.value.field == field
     assert fake.requests == []
 
 
-# -- copy: failures that prove nothing was created -----------------------------------------
+# -- copy: one call; retries, lookups and adoption are the copy job's (tests/dws/test_copier.py)
 
 
-def test_throttled_copy_waits_as_long_as_retry_after_says(
-    client: DwsClient, fake: FakeDws, clock: FakeClock
-) -> None:
-    fake.queue(
-        dws_error(429, "APIG.0308", "Throttled", headers={"Retry-After": "7"}),
-        copied(),
-    )
-    assert client.copy_snapshot(SOURCE_ID, NAME).adopted is False
-    assert clock.sleeps == [7.0]
-    assert fake.calls == [COPY, COPY]  # no lookup: a 429 proves nothing was made
-
-
-def test_busy_cluster_copy_is_retried_with_backoff(
-    client: DwsClient, fake: FakeDws, clock: FakeClock
-) -> None:
-    busy = dws_error(409, "DWS.0011", "Another operation is running on the cluster.")
-    fake.queue(busy, busy, copied())
-    client.copy_snapshot(SOURCE_ID, NAME)
-    assert clock.sleeps == [0.5, 1.0]  # base_delay * 2**n, at the jitter's upper bound
-    assert fake.calls == [COPY, COPY, COPY]
-
-
-@pytest.mark.parametrize("failure", [httpx.ConnectError, httpx.ConnectTimeout])
-def test_copy_that_never_connected_is_sent_again_without_lookup(
-    client: DwsClient, fake: FakeDws, failure: type[httpx.TransportError]
-) -> None:
-    fake.queue(failure, copied())
-    assert client.copy_snapshot(SOURCE_ID, NAME).snapshot_id == NEW_ID
-    assert fake.calls == [COPY, COPY]
-
-
-@pytest.mark.parametrize("status", [400, 401, 403, 404])
-@pytest.mark.parametrize(
-    "answer_body",
-    [
-        {"error_code": "DWS.0001", "error_msg": "Invalid parameter."},
-        {"error_code": "APIG.0301", "error_msg": "Incorrect IAM authentication information"},
-        None,  # an empty body
-        "<html><head><title>Denied</title></head></html>",
-    ],
-)
-def test_refusals_are_not_retried(
-    client: DwsClient, fake: FakeDws, clock: FakeClock, status: int, answer_body: object
-) -> None:
-    headers = {"X-Request-Id": "rid-refused"}
-    if isinstance(answer_body, dict):
-        fake.queue(httpx.Response(status, json=answer_body, headers=headers))
-    else:
-        fake.queue(httpx.Response(status, text=str(answer_body or ""), headers=headers))
-
-    with pytest.raises(DwsError) as caught:
-        client.copy_snapshot(SOURCE_ID, NAME)
-
-    assert caught.value.status == status
-    assert caught.value.request_id == "rid-refused"
-    assert "Request id rid-refused." in str(caught.value)
-    assert fake.calls == [COPY]
-    assert clock.sleeps == []
-
-
-# -- copy: ambiguous failures, where the name decides -------------------------------------
-
-
-@pytest.mark.parametrize(
-    "failure",
-    [
-        dws_error(500, "DWS.0005", "Server failure", request_id="rid-500"),
-        dws_error(503, None, "Service unavailable", request_id="rid-503"),
-        httpx.Response(502, text="<html><title>502 Bad Gateway</title></html>"),
-        httpx.ReadTimeout,
-        httpx.RemoteProtocolError,
-        httpx.ReadError,
-    ],
-)
-def test_ambiguous_failure_with_the_copy_present_adopts_it(
-    client: DwsClient, fake: FakeDws, failure: object
-) -> None:
-    # DWS compares names case-insensitively, and so must the lookup.
-    fake.queue(failure, listing(snapshot_json(name="Nightly-Copy")))  # type: ignore[arg-type]
-
-    result = client.copy_snapshot(SOURCE_ID, NAME)
-
-    assert result.adopted is True
-    assert result.snapshot_id == NEW_ID
-    expected_rid = (
-        failure.headers.get("X-Request-Id") if isinstance(failure, httpx.Response) else None
-    )
-    assert result.request_id == expected_rid
-    assert fake.calls == [COPY, LIST]
-
-
-def test_ambiguous_failure_with_the_copy_absent_sends_it_again(
+def test_a_copy_answered_with_an_unreadable_success_is_a_malformed_response(
     client: DwsClient, fake: FakeDws
 ) -> None:
-    fake.queue(dws_error(503, "DWS.0005", "busy"), listing(), copied(request_id="rid-2"))
-    assert client.copy_snapshot(SOURCE_ID, NAME) == CopiedSnapshot(NEW_ID, "rid-2", False)
-    assert fake.calls == [COPY, LIST, COPY]
+    # DWS said yes: the copy job looks the name up to find its id.
+    fake.queue(httpx.Response(200, text="<html>ok</html>"))
 
-
-def test_copy_made_late_by_a_lost_attempt_is_adopted_when_the_name_is_taken(
-    client: DwsClient, fake: FakeDws
-) -> None:
-    # The first attempt timed out and its copy appeared only after the lookup; the second
-    # attempt is refused for the duplicate name. That refusal must not hide the copy.
-    fake.queue(
-        httpx.ReadTimeout,
-        listing(),
-        dws_error(400, "DWS.0001", f"A snapshot named {NAME} already exists."),
-        listing(snapshot_json(name=NAME)),
-    )
-    result = client.copy_snapshot(SOURCE_ID, NAME)
-    assert (result.snapshot_id, result.adopted) == (NEW_ID, True)
-    assert fake.calls == [COPY, LIST, COPY, LIST]
-
-
-def test_lookup_failing_after_an_ambiguous_copy_reports_an_unknown_outcome(
-    client: DwsClient, fake: FakeDws
-) -> None:
-    fake.queue(
-        dws_error(500, "DWS.0005", "Server failure", request_id="rid-copy"),
-        dws_error(403, "DWS.0015", "No permission", request_id="rid-list"),
-    )
-    with pytest.raises(CopyOutcomeUnknown) as caught:
-        client.copy_snapshot(SOURCE_ID, NAME)
-    error = caught.value
-    assert (error.status, error.error_code, error.request_id) == (500, "DWS.0005", "rid-copy")
-    assert isinstance(error.__cause__, DwsError) and error.__cause__.request_id == "rid-list"
-    assert error.retryable is False
-    assert NAME in str(error) and "before trying again" in str(error)
-    assert fake.calls == [COPY, LIST]  # never a second POST when absence is unproven
-
-
-def test_copy_attempts_are_bounded_and_the_last_error_is_raised(
-    client: DwsClient, fake: FakeDws
-) -> None:
-    for attempt in range(POLICY.attempts):
-        fake.queue(dws_error(503, "DWS.0005", "busy", request_id=f"rid-{attempt}"), listing())
-    with pytest.raises(DwsError) as caught:
-        client.copy_snapshot(SOURCE_ID, NAME)
-    assert (caught.value.status, caught.value.request_id) == (503, f"rid-{POLICY.attempts - 1}")
-    assert fake.calls.count(COPY) == POLICY.attempts
-    assert fake.unused == 0
-
-
-def test_copy_gives_up_when_retry_after_exceeds_the_budget(
-    client: DwsClient, fake: FakeDws, clock: FakeClock
-) -> None:
-    fake.queue(dws_error(429, "APIG.0308", "Throttled", headers={"Retry-After": "3600"}))
-    with pytest.raises(DwsError) as caught:
-        client.copy_snapshot(SOURCE_ID, NAME)
-    assert caught.value.retry_after == 3600.0
-    assert clock.sleeps == []
+    with pytest.raises(MalformedResponse):
+        client.copy_once(SOURCE_ID, NAME)
     assert fake.calls == [COPY]
 
 
-def test_connect_failures_stop_within_the_time_budget(fake: FakeDws, http: httpx.Client) -> None:
-    clock = FakeClock()
-    policy = RetryPolicy(attempts=100, base_delay=1.0, max_delay=4.0, total_budget=10.0)
-    client = DwsClient(
-        http,
-        PROJECT,
-        retry=policy,
-        sleep=clock.sleep,
-        monotonic=clock.monotonic,
-        uniform=lambda low, high: high,
+def test_a_refused_copy_raises_the_refusal_and_asks_nothing_else(
+    client: DwsClient, fake: FakeDws
+) -> None:
+    fake.queue(dws_error(400, "DWS.0001", "bad name", request_id="rid-400"))
+
+    with pytest.raises(DwsError) as caught:
+        client.copy_once(SOURCE_ID, NAME)
+    assert (caught.value.status, caught.value.error_code, caught.value.request_id) == (
+        400,
+        "DWS.0001",
+        "rid-400",
     )
-    fake.queue(*[httpx.ConnectError] * 100)
-    with pytest.raises(DwsTransportError) as caught:
-        client.copy_snapshot(SOURCE_ID, NAME)
-    assert caught.value.sent is False
-    assert sum(clock.sleeps) <= policy.total_budget
-    assert clock.sleeps == [1.0, 2.0, 4.0]  # a fourth sleep would pass the 10 s budget
-    assert len(fake.requests) == 4
-
-
-def test_unreadable_success_answer_adopts_the_copy_by_name(
-    client: DwsClient, fake: FakeDws
-) -> None:
-    fake.queue(httpx.Response(200, json={"id": "?"}), listing(snapshot_json(name=NAME)))
-    assert client.copy_snapshot(SOURCE_ID, NAME).adopted is True
-    assert fake.calls == [COPY, LIST]
-
-
-def test_unreadable_success_answer_without_the_copy_is_a_malformed_response(
-    client: DwsClient, fake: FakeDws
-) -> None:
-    fake.queue(httpx.Response(200, text="OK", headers={"X-Request-Id": "rid-odd"}), listing())
-    with pytest.raises(MalformedResponse) as caught:
-        client.copy_snapshot(SOURCE_ID, NAME)
-    assert caught.value.request_id == "rid-odd"
-    assert "CopyResponse" in str(caught.value)
+    assert fake.calls == [COPY]
 
 
 # -- reads ----------------------------------------------------------------------------------
@@ -346,38 +175,6 @@ def test_find_snapshot_by_name_ignores_case(client: DwsClient, fake: FakeDws) ->
 
 
 # -- waiting for a copy ---------------------------------------------------------------------
-
-
-def test_wait_reports_each_status_change_once(
-    client: DwsClient, fake: FakeDws, clock: FakeClock
-) -> None:
-    fake.queue(
-        one(snapshot_json(status="CREATING")),
-        one(snapshot_json(status="CREATING")),
-        one(snapshot_json(status="AVAILABLE")),
-    )
-    seen: list[str] = []
-    result = client.wait_until_available(NEW_ID, 5, 600, on_status=lambda s: seen.append(s.status))
-    assert result.status == "AVAILABLE"
-    assert seen == ["CREATING", "AVAILABLE"]
-    assert clock.sleeps == [5, 5]
-
-
-def test_wait_raises_when_the_copy_fails(client: DwsClient, fake: FakeDws) -> None:
-    fake.queue(one(snapshot_json(status="CREATING")), one(snapshot_json(status="UNAVAILABLE")))
-    with pytest.raises(SnapshotFailed) as caught:
-        client.wait_until_available(NEW_ID, 1, 60)
-    assert caught.value.snapshot_status == "UNAVAILABLE"
-    assert NEW_ID in str(caught.value)
-
-
-def test_wait_gives_up_at_the_timeout(client: DwsClient, fake: FakeDws, clock: FakeClock) -> None:
-    fake.queue(*[one(snapshot_json(status="CREATING")) for _ in range(4)])
-    with pytest.raises(WaitTimedOut) as caught:
-        client.wait_until_available(NEW_ID, 4, 10)
-    assert clock.sleeps == [4, 4, 2]  # the last sleep is cut to the time left
-    assert caught.value.snapshot_status == "CREATING"
-    assert "still CREATING after 10 seconds" in str(caught.value)
 
 
 # -- construction, logging, secrets ---------------------------------------------------------

@@ -4,6 +4,7 @@ import json
 import re
 import socket
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -14,7 +15,8 @@ from huaweicloudsdkdws.v2.model import SnapshotDetail, Snapshots
 
 from bot.dws import standin as standin_module
 from bot.dws.client import DwsClient, build_http_client
-from bot.dws.errors import DwsError, SnapshotFailed
+from bot.dws.errors import DwsError
+from bot.dws.models import Snapshot
 from bot.dws.signer import AkSkAuth
 from bot.dws.standin import SNAPSHOT_FIELDS, DwsStandIn, Fault
 
@@ -32,6 +34,26 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
 def dws_client(url: str, auth: AkSkAuth) -> tuple[httpx.Client, DwsClient]:
     http = build_http_client(url, auth, connect_timeout=1.0, read_timeout=2.0)
     return http, DwsClient(http, PROJECT, sleep=lambda _: None)
+
+
+def follow(
+    client: DwsClient,
+    snapshot_id: str,
+    poll: float,
+    seen: list[str] | None = None,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    most: int = 200,
+) -> Snapshot:
+    """Read the snapshot until it is AVAILABLE or UNAVAILABLE, noting each new status."""
+    for _ in range(most):
+        snapshot = client.get_snapshot(snapshot_id)
+        if seen is not None and (not seen or seen[-1] != snapshot.status):
+            seen.append(snapshot.status)
+        if snapshot.status in ("AVAILABLE", "UNAVAILABLE"):
+            return snapshot
+        sleep(poll)
+    raise AssertionError(f"{snapshot_id} never settled: {seen}")
 
 
 def raw(standin: DwsStandIn, method: str, path: str, **kwargs: object) -> httpx.Response:
@@ -137,9 +159,9 @@ def test_copy_rules_are_enforced_by_the_service_too(
 
 def test_names_are_unique_regardless_of_case(standin: DwsStandIn, live_client: DwsClient) -> None:
     source = standin.add_snapshot("dws-prod-20240601020000")
-    live_client.copy_snapshot(source.id, "keep-before-restore")
+    live_client.copy_once(source.id, "keep-before-restore")
     with pytest.raises(DwsError) as caught:
-        live_client.copy_snapshot(source.id, "KEEP-before-restore")
+        live_client.copy_once(source.id, "KEEP-before-restore")
     assert caught.value.status == 400
     assert "already exists" in str(caught.value)
     assert standin.copy_calls == 1
@@ -148,7 +170,7 @@ def test_names_are_unique_regardless_of_case(standin: DwsStandIn, live_client: D
 def test_manual_snapshots_cannot_be_copied(standin: DwsStandIn, live_client: DwsClient) -> None:
     manual = standin.add_snapshot("before-upgrade", type="MANUAL")
     with pytest.raises(DwsError) as caught:
-        live_client.copy_snapshot(manual.id, "copy-of-manual")
+        live_client.copy_once(manual.id, "copy-of-manual")
     assert caught.value.status == 400
     assert "Only automated snapshots can be copied" in caught.value.error_msg
     assert standin.copy_calls == 0
@@ -159,10 +181,8 @@ def test_copy_goes_from_creating_to_available(standin: DwsStandIn, live_http: ht
     client = DwsClient(live_http, PROJECT)  # real sleep: the copy needs time to finish
     seen: list[str] = []
 
-    copy = client.copy_snapshot(source.id, "keep-me", "for the incident")
-    final = client.wait_until_available(
-        copy.snapshot_id, 0.02, 5, on_status=lambda s: seen.append(s.status)
-    )
+    copy = client.copy_once(source.id, "keep-me", "for the incident")
+    final = follow(client, copy.snapshot_id, 0.02, seen)
 
     assert seen == ["CREATING", "AVAILABLE"]
     assert (final.name, final.type, final.size, final.description) == (
@@ -178,16 +198,15 @@ def test_a_copy_can_be_made_to_fail(standin: DwsStandIn, live_http: httpx.Client
     source = standin.add_snapshot("dws-prod-20240601020000")
     standin.fail_next_copy_later()
     client = DwsClient(live_http, PROJECT)
-    copy = client.copy_snapshot(source.id, "doomed-copy")
-    with pytest.raises(SnapshotFailed):
-        client.wait_until_available(copy.snapshot_id, 0.02, 5)
+    copy = client.copy_once(source.id, "doomed-copy")
+    assert follow(client, copy.snapshot_id, 0.02).status == "UNAVAILABLE"
 
 
 def test_requests_are_recorded_without_the_authorization_header(
     standin: DwsStandIn, live_client: DwsClient
 ) -> None:
     source = standin.add_snapshot("dws-prod-20240601020000")
-    live_client.copy_snapshot(source.id, "recorded")
+    live_client.copy_once(source.id, "recorded")
     (request,) = standin.requests
     assert (request.method, request.path) == (
         "POST",
@@ -449,10 +468,8 @@ def test_the_client_sees_a_copy_freeze_then_thaw(
     standin.freeze_next_copy(thaw_after=0.3)
     client = DwsClient(live_http, PROJECT, sleep=standin_clock.sleep)
     seen: list[str] = []
-    copy = client.copy_snapshot(source.id, "keep-me")
-    client.wait_until_available(
-        copy.snapshot_id, 0.05, 5, on_status=lambda s: seen.append(s.status)
-    )
+    copy = client.copy_once(source.id, "keep-me")
+    follow(client, copy.snapshot_id, 0.05, seen, sleep=standin_clock.sleep)
     assert seen == ["CREATING", "FROZEN", "AVAILABLE"]
 
 
@@ -524,7 +541,7 @@ def test_a_403_from_iam_can_carry_an_encoded_authorization_message(
     body = raw(standin, "POST", f"/v1.0/{PROJECT}/snapshots/{source.id}/linked-copy", json={})
     standin.inject(Fault("status", status=403, error_code="DWS.0015", body_extra={"x": "y"}))
     with pytest.raises(DwsError) as caught:
-        live_client.copy_snapshot(source.id, "denied-copy")
+        live_client.copy_once(source.id, "denied-copy")
     assert (body.status_code, body.json()) == (403, denial)
     assert (caught.value.status, caught.value.error_code) == (403, "DWS.0015")
     assert standin.copy_calls == 0
