@@ -40,6 +40,7 @@ from bot.errors import (
     NotAllowed,
     RequestExpired,
     SelfApproval,
+    SnapcopyError,
     UnknownRequest,
 )
 from bot.notifier import News, Say, announce, tell
@@ -299,10 +300,10 @@ class CopyService:
     def deny(
         self, request_id: int, user_id: str, reason: str | None = None, *, audit: bool = True
     ) -> CopyRequest:
+        request = self.deciding(request_id, user_id, action="deny", audit=audit)
         if reason and len(reason) > REASON_MAX_CHARS:
             # The modal allows no more; a longer one was not typed there.
             raise BadInput("deny_reason", f"Keep the reason under {REASON_MAX_CHARS} characters.")
-        request = self.deciding(request_id, user_id, action="deny", audit=audit)
         return self._decide(
             request,
             State.DENIED,
@@ -503,23 +504,31 @@ class CopyService:
     def resume_unowned(self) -> list[int]:
         """Give every approved or copying request that no DWS job works on a job again: work
         from before a crash of an older version, or following that ran out of time."""
-        resumed = []
-        for request in self.store.without_dws_job([State.APPROVED, State.COPYING]):
-            self.store.record_event(
-                request.id, "reconciled", None, {"state": request.state}, work=[copy_job()]
-            )
-            resumed.append(request.id)
-        return resumed
+        unowned = self.store.without_dws_job([State.APPROVED, State.COPYING])
+        for request in unowned:
+            self._resume(request)
+        return [request.id for request in unowned]
 
-    def status(self, request_id: int) -> CopyRequest | None:
-        """The request, and following resumed if a copy still underway has nobody following."""
-        request = self.store.get(request_id)
-        if request is not None and request.state == State.COPYING:
-            if not any(row["queue"] == "dws" for row in self.store.open_work(request.id)):
-                self.store.record_event(
-                    request.id, "reconciled", None, {"state": request.state}, work=[copy_job()]
-                )
+    def status(self, request_id: int, viewer: str) -> CopyRequest:
+        """The request, for its requester, those who may decide it and admins; a copy still
+        underway that nobody follows any more (the follow time ran out) is followed again."""
+        request = self._get(request_id)
+        if not self.may_see(viewer, request):
+            raise SnapcopyError(
+                f"Request {request.label} is not yours to see: only its requester, its "
+                "approvers and admins can."
+            )
+        if request.state == State.COPYING and not any(
+            row["queue"] == "dws" for row in self.store.open_work(request.id)
+        ):
+            self._resume(request)
         return request
+
+    def _resume(self, request: CopyRequest) -> None:
+        """A copy job for a request nobody works on: it looks the copy up before anything."""
+        self.store.record_event(
+            request.id, "reconciled", None, {"state": request.state}, work=[copy_job()]
+        )
 
     def _get(self, request_id: int) -> CopyRequest:
         request = self.store.get(request_id)

@@ -225,3 +225,22 @@ def test_a_message_slack_keeps_refusing_is_given_up_with_an_audit_event(
     gave_up = [e for e in server.store.events(done.id) if e["kind"] == "slack_gave_up"]
     assert gave_up and all(e["details"]["error"] == "internal_error" for e in gave_up)
     assert dws.copy_calls == 1
+
+
+def test_following_that_ran_out_of_time_is_resumed_by_a_status_check(
+    start_server: StartServer, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
+) -> None:
+    server = start_server(env_overrides={"SNAPCOPY_FOLLOW_MINUTES": "0.005"})  # 0.3 s
+    dws.copy_delay = 3600.0  # still CREATING when following gives up
+    request = ask_for_copy(server, slack, REQUESTER, automated(dws_snapshots).id, "slow-one")
+    click(server, APPROVER, Action.APPROVE, request)
+    stopped = wait_for_reply(slack, request, "I stopped following")
+    assert f"/snapcopy status {request.id}" in stopped["text"]
+    assert server.store.require(request.id).state == State.COPYING
+
+    dws.copy_delay = 0.0  # DWS finishes it meanwhile
+    server.command(REQUESTER, f"status {request.id}", response_url=slack.response_url("s"))
+
+    done = wait_state(server, request, State.SUCCEEDED)
+    assert "reconciled" in kinds(server, done.id)
+    assert dws.copy_calls == 1, "resumed by following, never copied again"

@@ -90,16 +90,7 @@ def cancel_text(services: Services, argument: str | None, user: str) -> str:
 
 
 def status_text(services: Services, argument: str | None, user: str) -> str:
-    number = _request_number(argument, "status")
-    request = services.store.get(number)
-    if request is None:
-        return f"There is no request #{number}."
-    if not services.copies.may_see(user, request):
-        return (
-            f"Request #{number} is not yours to see: only its requester, its approvers and "
-            "admins can."
-        )
-    request = services.copies.status(number) or request
+    request = services.copies.status(_request_number(argument, "status"), user)
     lines = [request_line(request), views.outcome_line(request)]
     lines.append(f"Requested by {views.mention(request.requested_by)} at {request.created_at}")
     if request.error:
