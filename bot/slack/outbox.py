@@ -126,7 +126,7 @@ class SlackOutbox:
             return Done(f"refused: {refused.code}")
         ts = str(response["ts"])
         channel = str(response["channel"])
-        self.store.update(
+        posted = self.store.update(
             request.id,
             channel_id=channel,
             message_ts=ts,
@@ -134,7 +134,6 @@ class SlackOutbox:
             event="announced",
             details={"channel_id": channel, "message_ts": ts},
         )
-        posted = self.store.require(request.id)
         if posted.state != request.state:
             # Decided while the message was on its way: show the decision now.
             self.store.add_work(request.id, [update_root()])
