@@ -23,14 +23,15 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
-from bot.config import Policy, Roles
-from bot.copies import CopyService
+from bot.clock import iso
 from bot.domain import State
-from bot.dws.regional import RegionalDws
+from bot.dws import RegionalDws
+from bot.lifecycle import CopyService
+from bot.policy import Policy, Roles
 from bot.roles import RoleResolver
 from bot.slack import answers
 from bot.slack.services import Services
-from bot.store import Store, iso
+from bot.store import Store
 from tests.harness import subprocess_env
 
 SEED = 7

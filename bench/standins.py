@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bot.dws.models import Snapshot
+from bot.dws import Snapshot
 from bot.dws.standin import DwsStandIn
 from tests.harness import DWS_AK, DWS_PROJECT_ID, DWS_SK, ONCALL_GROUP, ONCALL_MEMBER
 from tests.slack_standin import Call, SlackStandIn

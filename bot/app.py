@@ -23,16 +23,13 @@ from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
 from slack_sdk.proxy_env_variable_loader import load_http_proxy_from_env
 
 from bot.catalog import SnapshotCatalog
-from bot.config import Approval, Policy, Rule, Settings
-from bot.copier import DWS, Copier
-from bot.copies import CopyService
-from bot.dws.client import DwsClient, RetryPolicy, build_http_client
-from bot.dws.regional import RegionalDws
-from bot.dws.regions import DwsTarget
-from bot.dws.signer import AkSkAuth
-from bot.metrics import Metrics
-from bot.notifier import SLACK
+from bot.dws import AkSkAuth, DwsClient, DwsTarget, RegionalDws, RetryPolicy, build_http_client
+from bot.dws_jobs import Copier
+from bot.lifecycle import CopyService
+from bot.metrics import Metrics, System
+from bot.policy import Policy
 from bot.roles import RoleResolver
+from bot.settings import Settings
 from bot.slack import actions, commands, errors, events, home, modals, options, shortcuts
 from bot.slack.client import ObservedWebClient, SandboxWebClient
 from bot.slack.deferred import AfterAck
@@ -41,14 +38,13 @@ from bot.slack.sandbox import SandboxRespond
 from bot.slack.services import Services
 from bot.slack.startup import check_token, keep_checking
 from bot.store import Store
-from bot.work.retry import Backoff
-from bot.work.workers import Workers, holder_name, release_dead_holders
+from bot.sweeper import Sweeper
+from bot.work.backoff import Backoff
+from bot.work.queue import Queue
+from bot.work.workers import Workers, holder_name
 
 log = logging.getLogger(__name__)
 
-EXPIRY_SWEEP_SECONDS = 30.0
-# A request whose message Slack refused is tried in its channel again this often.
-REANNOUNCE_SECONDS = 300.0
 # How long shutdown waits for DWS and Slack calls in flight before giving their work back.
 STOP_WORK_SECONDS = 3.0
 SANDBOX_PROJECT_ID = "0sandbox0000000000000000000000000"
@@ -73,11 +69,11 @@ class Runtime:
     token_unverified: bool = False  # Slack could not be asked at start: keep asking
     stop: threading.Event = field(default_factory=threading.Event)
     _closers: list[Callable[[], None]] = field(default_factory=list)
-    _sweeper: threading.Thread | None = None
+    sweeper: Sweeper | None = None
 
     def start_background(self) -> None:
-        """Work that outlives a request: what a crash left (leases of dead processes, requests
-        nobody works on), the DWS and Slack workers, and the sweep that expires requests."""
+        """Work that outlives a request: what a crash left, the DWS and Slack workers, and the
+        sweeper."""
         if self.token_unverified:
             threading.Thread(
                 target=keep_checking,
@@ -85,43 +81,12 @@ class Runtime:
                 name="snapcopy-token-check",
                 daemon=True,
             ).start()
-        copies = self.services.copies
-        released = release_dead_holders(self.store)
-        resumed = copies.resume_unowned()
-        reposted = copies.announce_unposted(older_than_seconds=0)
-        if released or resumed or reposted:
-            log.info(
-                "picked up unfinished work",
-                extra={"leases": released, "resumed": resumed, "reposted": reposted},
-            )
+        if self.sweeper is not None:
+            self.sweeper.recover()
         for workers in self.workers:
             workers.start()
-        self._sweeper = threading.Thread(
-            target=self._sweep, name="snapcopy-sweeper", daemon=True
-        )
-        self._sweeper.start()
-
-    def _sweep(self) -> None:
-        copies = self.services.copies
-        while not self.stop.wait(self._sweep_seconds()):
-            try:
-                copies.expire_due()
-                copies.remind_due()
-                copies.announce_unposted(older_than_seconds=REANNOUNCE_SECONDS)
-                release_dead_holders(self.store)
-            except Exception:
-                log.exception("background sweep failed")
-
-    def _sweep_seconds(self) -> float:
-        # Short policies (tests, drills) get a sweep well inside their shortest wait.
-        tables: list[Approval | Rule] = [self.policy.approval, *self.policy.rules]
-        waits: list[float] = [
-            minutes * 60
-            for table in tables
-            for minutes in (table.expires_after_minutes, table.remind_after_minutes)
-            if minutes is not None
-        ]
-        return max(0.2, min(EXPIRY_SWEEP_SECONDS, *(wait / 4 for wait in waits)))
+        if self.sweeper is not None:
+            self.sweeper.start()
 
     def close(self) -> None:
         """Stop claiming work, let calls in flight end, give the rest back; safe to call twice."""
@@ -129,10 +94,8 @@ class Runtime:
         for workers in self.workers:
             workers.stop(STOP_WORK_SECONDS)
         self.workers = ()
-        if self._sweeper is not None:
-            self._sweeper.join(STOP_WORK_SECONDS)
-            self._sweeper = None
-        self.services.copies.close()
+        if self.sweeper is not None:
+            self.sweeper.stop(STOP_WORK_SECONDS)
         while self._closers:
             self._closers.pop()()
         self.store.close()
@@ -146,16 +109,63 @@ def build_runtime(
     sandbox: bool = False,
     dws_transport: httpx.BaseTransport | None = None,
 ) -> Runtime:
+    """Everything one process serves with, in the order it depends on itself: the store, Slack,
+    DWS, roles, the workers of the two queues, the lifecycle, and the listeners."""
     closers: list[Callable[[], None]] = []
     stop = threading.Event()
     store = Store(settings.snapcopy_db)
     metrics = Metrics(store)
+    client = slack_client(settings, metrics, sandbox=sandbox)
+    token_ok = _check_token(client)
+    for warning in policy.unapprovable():
+        log.warning("policy: %s", warning)
+    dws, jobs_dws = dws_clients(
+        settings,
+        stop,
+        sandbox=sandbox,
+        transport=dws_transport,
+        closers=closers,
+        observer=lambda call, outcome, ok, request_id: metrics.call(System.DWS, call, outcome, ok),
+    )
+    roles = RoleResolver(policy, lambda group: _group_members(client, group))
+    workers = _workers(settings, store, metrics, jobs_dws, client, roles, sandbox=sandbox)
+    copies = CopyService(store, dws, policy, roles)
+    catalog = SnapshotCatalog(dws)
+    after_ack = AfterAck()
+    closers += [catalog.close, after_ack.close, roles.close, copies.close]
+    services = Services(
+        copies=copies,
+        store=store,
+        roles=roles,
+        catalog=catalog,
+        after_ack=after_ack,
+        sandbox=sandbox,
+    )
+    return Runtime(
+        bolt=bolt_app(settings, client, services, socket=socket, sandbox=sandbox),
+        store=store,
+        settings=settings,
+        policy=policy,
+        services=services,
+        metrics=metrics,
+        workers=workers,
+        sandbox=sandbox,
+        token_unverified=not token_ok,
+        stop=stop,
+        sweeper=Sweeper(copies, store, policy),
+        _closers=closers,
+    )
 
-    def slack_call(method: str, outcome: str, ok: bool) -> None:
-        metrics.call("slack", method, outcome, ok)
+
+def slack_client(settings: Settings, metrics: Metrics, *, sandbox: bool) -> WebClient:
+    """The one Web API client of the process: counted, marked in the sandbox, proxied as the
+    environment says."""
+
+    def observe(method: str, outcome: str, ok: bool) -> None:
+        metrics.call(System.SLACK, method, outcome, ok)
 
     client = (SandboxWebClient if sandbox else ObservedWebClient)(
-        observer=slack_call,
+        observer=observe,
         token=_secret(settings.slack_bot_token),
         base_url=_with_slash(settings.slack_api_url),
         timeout=10,
@@ -165,7 +175,13 @@ def build_runtime(
     )
     # slack-sdk takes HTTPS_PROXY from the environment but ignores NO_PROXY; honour both.
     client.proxy = slack_proxy(settings.slack_api_url)
-    token = check_token(client)  # raises TokenRefused: start-up stops with one sentence
+    return client
+
+
+def _check_token(client: WebClient) -> bool:
+    """Whether Slack vouched for the bot token; raises TokenRefused (start-up stops with one
+    sentence) when Slack refuses it."""
+    token = check_token(client)
     if token.ok:
         log.info("Slack accepts the bot token", extra={"as": token.detail})
     else:
@@ -173,8 +189,13 @@ def build_runtime(
             "Slack could not be asked whether the bot token is good; starting, and asking again",
             extra={"error": token.detail},
         )
-    for warning in policy.unapprovable():
-        log.warning("policy: %s", warning)
+    return token.ok
+
+
+def bolt_app(
+    settings: Settings, client: WebClient, services: Services, *, socket: bool, sandbox: bool
+) -> App:
+    """The Bolt app with every listener registered, one `register` per kind."""
     logging.getLogger("slack_bolt.App").addFilter(_BOLT_TOKEN_FILTER)
     bolt = App(
         client=client,
@@ -187,19 +208,28 @@ def build_runtime(
         token_verification_enabled=False,
         ignoring_self_events_enabled=True,
     )
-    dws, jobs_dws = dws_clients(
-        settings,
-        stop,
-        sandbox=sandbox,
-        transport=dws_transport,
-        closers=closers,
-        observer=lambda call, outcome, ok, request_id: metrics.call("dws", call, outcome, ok),
-    )
-    roles = RoleResolver(policy, lambda group: _group_members(client, group))
+    bolt.use(_our_client(client, sandbox=sandbox))
+    bolt.error(errors.handle)
+    for kind in (commands, modals, actions, shortcuts, events, home, options):
+        kind.register(bolt, services)
+    return bolt
+
+
+def _workers(
+    settings: Settings,
+    store: Store,
+    metrics: Metrics,
+    dws: RegionalDws,
+    client: WebClient,
+    roles: RoleResolver,
+    *,
+    sandbox: bool,
+) -> tuple[Workers, ...]:
+    """The workers of the two queues: DWS jobs and the Slack outbox, woken by the store."""
     holder = holder_name()
     copier = Copier(
         store,
-        jobs_dws,
+        dws,
         on_available=metrics.copy_seconds.observe,
         poll_seconds=settings.snapcopy_poll_seconds,
         follow_seconds=settings.snapcopy_follow_minutes * 60,
@@ -213,41 +243,12 @@ def build_runtime(
         give_up_after=settings.snapcopy_slack_give_up_hours * 3600,
     )
     workers = (
-        Workers(store, DWS, copier, holder),
-        Workers(store, SLACK, outbox, holder, hold_off=outbox.hold_off),
+        Workers(store, Queue.DWS, copier, holder),
+        Workers(store, Queue.SLACK, outbox, holder, hold_off=outbox.hold_off),
     )
-
     for each in workers:
         store.on_new_work(each.wake)
-    copies = CopyService(store, dws, policy, roles)
-    catalog = SnapshotCatalog(dws)
-    after_ack = AfterAck()
-    closers += [catalog.close, after_ack.close, roles.close]
-    services = Services(
-        copies=copies,
-        store=store,
-        roles=roles,
-        catalog=catalog,
-        after_ack=after_ack,
-        sandbox=sandbox,
-    )
-    bolt.use(_our_client(client, sandbox=sandbox))
-    bolt.error(errors.handle)
-    for kind in (commands, modals, actions, shortcuts, events, home, options):
-        kind.register(bolt, services)
-    return Runtime(
-        bolt=bolt,
-        store=store,
-        settings=settings,
-        policy=policy,
-        services=services,
-        metrics=metrics,
-        workers=workers,
-        sandbox=sandbox,
-        token_unverified=not token.ok,
-        stop=stop,
-        _closers=closers,
-    )
+    return workers
 
 
 def dws_clients(
@@ -262,24 +263,9 @@ def dws_clients(
     """Per region, two clients over one signing httpx.Client: one that retries briefly for the
     picker and the modal's checks, and one that tries once, for the jobs, whose retries are
     durable. One AK/SK signs for every region; each region has its own project."""
-    if sandbox:
-        # Imported here: the stand-in is only loaded by people who ask for the sandbox.
-        from bot.dws.standin import DwsStandIn
-
-        ak, sk = "SANDBOX" + secrets.token_hex(6).upper(), secrets.token_urlsafe(24)
-        standin = DwsStandIn(ak, sk, SANDBOX_PROJECT_ID, copy_delay=3.0).start()
-        standin.seed_demo()
-        closers.append(standin.stop)
-        targets = [DwsTarget("", SANDBOX_PROJECT_ID, standin.url)]
-        keys: tuple[str, SecretStr | str, SecretStr | None] = (ak, sk, None)
-    else:
-        assert settings.huaweicloud_sdk_ak and settings.huaweicloud_sdk_sk
-        targets = settings.dws_targets()
-        keys = (
-            settings.huaweicloud_sdk_ak.get_secret_value(),
-            settings.huaweicloud_sdk_sk,
-            settings.huaweicloud_sdk_security_token,
-        )
+    targets, keys = (
+        _sandbox_dws(closers) if sandbox else (settings.dws_targets(), _dws_keys(settings))
+    )
 
     def sleep(seconds: float) -> None:
         # Waits between retries end at once on shutdown.
@@ -297,20 +283,42 @@ def dws_clients(
             transport=transport,
         )
         closers.append(http.close)
-        copy_timeout = settings.dws_copy_timeout
-        quick[target.region] = DwsClient(
-            http, target.project_id, sleep=sleep, observer=observer
-        )
+        quick[target.region] = DwsClient(http, target.project_id, sleep=sleep, observer=observer)
         jobs[target.region] = DwsClient(
             http,
             target.project_id,
             retry=RetryPolicy(attempts=1),
-            copy_timeout=copy_timeout,
+            copy_timeout=settings.dws_copy_timeout,
             observer=observer,
         )
     regional = RegionalDws(quick)
     closers.append(regional.close)
     return regional, RegionalDws(jobs)
+
+
+DwsKeys = tuple[str, SecretStr | str, SecretStr | None]  # AK, SK, security token
+
+
+def _dws_keys(settings: Settings) -> DwsKeys:
+    assert settings.huaweicloud_sdk_ak and settings.huaweicloud_sdk_sk  # load_all checked
+    return (
+        settings.huaweicloud_sdk_ak.get_secret_value(),
+        settings.huaweicloud_sdk_sk,
+        settings.huaweicloud_sdk_security_token,
+    )
+
+
+def _sandbox_dws(closers: list[Callable[[], None]]) -> tuple[list[DwsTarget], DwsKeys]:
+    """A DWS stand-in in this process, seeded with demo snapshots, and keys it accepts."""
+    # Imported here, not for a cycle: the stand-in is only loaded by those who ask for the
+    # sandbox.
+    from bot.dws.standin import DwsStandIn
+
+    ak, sk = "SANDBOX" + secrets.token_hex(6).upper(), secrets.token_urlsafe(24)
+    standin = DwsStandIn(ak, sk, SANDBOX_PROJECT_ID, copy_delay=3.0).start()
+    standin.seed_demo()
+    closers.append(standin.stop)
+    return [DwsTarget("", SANDBOX_PROJECT_ID, standin.url)], (ak, sk, None)
 
 
 def _our_client(client: WebClient, *, sandbox: bool) -> Callable[..., None]:

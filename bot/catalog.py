@@ -16,8 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
-from bot.dws.errors import DwsError
-from bot.dws.regional import Listed, RegionalDws
+from bot.dws import DwsError, Listed, RegionalDws
 
 log = logging.getLogger(__name__)
 

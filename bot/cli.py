@@ -83,7 +83,8 @@ def _serve(args: argparse.Namespace) -> int:
     if args.socket and args.port is not None:
         print("snapcopy serve: --port applies to HTTP mode, not --socket.", file=sys.stderr)
         return EXIT_USAGE
-    from bot.config import ConfigError, load_all
+    from bot.errors import ConfigError
+    from bot.settings import load_all
 
     overrides = {"port": args.port} if args.port is not None else {}
     try:

@@ -15,8 +15,11 @@ from dataclasses import dataclass
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.config import ConfigError, Policy, Settings, database_problems, load_policy, read_settings
-from bot.dws.errors import DwsError
+from bot.app import dws_clients, slack_proxy
+from bot.dws import DwsError
+from bot.errors import ConfigError
+from bot.policy import Policy, load_policy
+from bot.settings import Settings, database_problems, read_settings
 from bot.slack.scopes import NEEDED_SCOPES
 from bot.slack.startup import TokenRefused, check_token
 
@@ -63,7 +66,6 @@ def _settings(settings: Settings, malformed: list[str], socket: bool) -> Check:
 def _slack_client(settings: Settings) -> WebClient | None:
     if settings.slack_bot_token is None:
         return None
-    from bot.app import slack_proxy  # the bot's own proxy rules
 
     client = WebClient(
         token=settings.slack_bot_token.get_secret_value(),
@@ -190,7 +192,6 @@ def _dws(settings: Settings) -> list[Check]:
         targets = settings.dws_targets()
     except ValueError as error:
         return [Check("DWS", False, str(error), "fix DWS_REGION, DWS_REGIONS or DWS_ENDPOINT")]
-    from bot.app import dws_clients
 
     closers: list[Callable[[], None]] = []
     request_ids: list[str | None] = []

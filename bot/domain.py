@@ -1,4 +1,5 @@
-"""The copy request as the rest of snapcopy sees it: its states and its fields.
+"""The copy request as the rest of snapcopy sees it: its states and its fields, and the roles
+of the people who ask for and decide on it.
 
 States (the contract):  pending_approval → approved → copying → succeeded | failed
                         pending_approval → denied | expired | cancelled
@@ -27,6 +28,21 @@ def parse_request_id(text: object) -> int | None:
         return None
     number = int(digits)
     return number if 1 <= number <= REQUEST_ID_MAX else None
+
+
+class Role(StrEnum):
+    """Roles nest: an admin is also an approver, an approver also a requester."""
+
+    REQUESTER = "requester"
+    APPROVER = "approver"
+    ADMIN = "admin"
+
+
+ROLE_IMPLIES: dict[Role, frozenset[Role]] = {
+    Role.ADMIN: frozenset({Role.ADMIN, Role.APPROVER, Role.REQUESTER}),
+    Role.APPROVER: frozenset({Role.APPROVER, Role.REQUESTER}),
+    Role.REQUESTER: frozenset({Role.REQUESTER}),
+}
 
 
 class State(StrEnum):

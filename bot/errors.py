@@ -10,7 +10,10 @@
      ├── UnknownRequest      no request has that id
      └── BadInput            a field is wrong; `.field` names it (modal block or command word)
 
-DWS failures are `bot.dws.errors.DwsError`; both families reach people through one handler.
+    ConfigError              start-up cannot go on: one line per thing an operator must fix
+
+DWS failures are `bot.dws.DwsError`; they and the SnapcopyError family reach people through one
+handler (bot/slack/errors.py). ConfigError reaches the operator at start-up (bot/cli.py).
 """
 
 from __future__ import annotations
@@ -90,3 +93,23 @@ class BadInput(SnapcopyError):
     def __init__(self, field: str, message: str) -> None:
         self.field = field
         super().__init__(message)
+
+
+class ConfigError(Exception):
+    """Start-up cannot go on; `problems` holds one line per thing to fix."""
+
+    def __init__(self, problems: list[str], *, sandbox_hint: bool = False) -> None:
+        self.problems = problems
+        self.sandbox_hint = sandbox_hint
+        super().__init__("\n".join(problems))
+
+    def render(self) -> str:
+        lines = ["snapcopy cannot start:"]
+        lines += [f"  - {problem}" for problem in self.problems]
+        cloud = any(("HUAWEICLOUD_" in p or "DWS_" in p) for p in self.problems)
+        if self.sandbox_hint and cloud:
+            lines.append(
+                "No cloud account yet? `snapcopy serve --sandbox` runs the whole flow against a "
+                "built-in DWS stand-in and needs only the Slack settings."
+            )
+        return "\n".join(lines)

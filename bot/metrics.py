@@ -12,15 +12,24 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from bot.clock import age_seconds
 from bot.domain import State
-from bot.store import Store, age_seconds
+from bot.store import Store
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class System(StrEnum):
+    """The systems snapcopy calls, as `/metrics` and `/healthz` name them."""
+
+    SLACK = "slack"
+    DWS = "dws"
 
 
 @dataclass(frozen=True)
@@ -54,16 +63,16 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_FromTheDatabase(store))
-        self._last: dict[str, LastCall] = {}
+        self._last: dict[System, LastCall] = {}
         self._lock = threading.Lock()
 
-    def call(self, system: str, method: str, outcome: str, ok: bool) -> None:
-        """One call to `system` ("slack" or "dws") and how it ended ("ok", an error code)."""
+    def call(self, system: System, method: str, outcome: str, ok: bool) -> None:
+        """One call to `system` and how it ended ("ok", or an error code)."""
         self.calls.labels(system, method, outcome).inc()
         with self._lock:
             self._last[system] = LastCall(method, outcome, ok, time.monotonic())
 
-    def last(self, system: str) -> LastCall | None:
+    def last(self, system: System) -> LastCall | None:
         with self._lock:
             return self._last.get(system)
 

@@ -13,9 +13,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from bot.store import Work
-
-SLACK = "slack"
+from bot.work.queue import Queue, Work
 
 
 class News(StrEnum):
@@ -45,13 +43,13 @@ class Say(StrEnum):
 
 
 def announce() -> Work:
-    return Work(SLACK, Say.ANNOUNCE)
+    return Work(Queue.SLACK, Say.ANNOUNCE)
 
 
 def update_root() -> Work:
-    return Work(SLACK, Say.ROOT, coalesce=True)
+    return Work(Queue.SLACK, Say.ROOT, coalesce=True)
 
 
 def tell(news: News, **details: Any) -> tuple[Work, ...]:
     """The request message brought up to date, and a reply about `news` in its thread."""
-    return (update_root(), Work(SLACK, Say.NEWS, {"news": news.value, **details}))
+    return (update_root(), Work(Queue.SLACK, Say.NEWS, {"news": news.value, **details}))

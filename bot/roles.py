@@ -18,7 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
-from bot.config import ROLE_IMPLIES, Policy, Role
+from bot.domain import ROLE_IMPLIES, CopyRequest, Role
+from bot.policy import Policy
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,13 @@ class RoleResolver:
 
     def holders(self, role: Role) -> tuple[str, ...]:
         return self._policy.roles.holders(role)
+
+    def deciders(self, request: CopyRequest) -> tuple[str, ...]:
+        """Who may approve or deny this request (user and group IDs), once each: the approvers
+        it names (a rule's, fixed when it was made), or the approver role where it names none,
+        and the admins, who always may."""
+        named = request.approvers or self.holders(Role.APPROVER)
+        return tuple(dict.fromkeys([*named, *self.admins()]))
 
     def admins(self) -> tuple[str, ...]:
         """The policy's admin entries (users and groups): who can grant roles."""

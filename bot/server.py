@@ -24,17 +24,19 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
 import bot
-from bot.app import Runtime
+from bot.app import Runtime, build_runtime
+from bot.clock import age_seconds
 from bot.front import BufferedWsgi, serve
-from bot.metrics import CONTENT_TYPE
-from bot.store import age_seconds
+from bot.metrics import CONTENT_TYPE, System
+from bot.work.queue import Queue
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
     from _typeshed import OptExcInfo
 
-    from bot.config import Policy, Settings
+    from bot.policy import Policy
+    from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -141,13 +143,13 @@ def _health(runtime: Runtime, start_response: StartResponse) -> Iterable[bytes]:
         "database": database,
         "sandbox": runtime.sandbox,
     }
-    for system in ("slack", "dws"):
+    for system in System:
         last = runtime.metrics.last(system)
         body[system] = last.as_health() if last else None
     if database:
         stuck_after = runtime.settings.snapcopy_outbox_stuck_minutes * 60
         owed = runtime.store.owed()
-        for queue, name in (("slack", "outbox"), ("dws", "jobs")):
+        for queue, name in ((Queue.SLACK, "outbox"), (Queue.DWS, "jobs")):
             pending, since = owed[queue]
             oldest = round(age_seconds(since), 1) if since else None
             body[name] = {"pending": pending, "oldest_seconds": oldest}
@@ -187,8 +189,6 @@ def _json(
 
 def run_http(settings: Settings, policy: Policy, *, host: str, port: int, sandbox: bool) -> None:
     """Serve until SIGTERM/SIGINT: requests in flight finish, then the Runtime closes."""
-    from bot.app import build_runtime
-
     runtime = build_runtime(settings, policy, socket=False, sandbox=sandbox)
     app = BufferedWsgi(
         make_wsgi_app(runtime),
@@ -208,8 +208,6 @@ def run_socket_mode(settings: Settings, policy: Policy, *, sandbox: bool) -> int
     """
     from slack_bolt.adapter.socket_mode import SocketModeHandler
     from slack_sdk.errors import SlackApiError
-
-    from bot.app import build_runtime
 
     assert settings.slack_app_token is not None  # load_all(socket=True) checked it
     runtime = build_runtime(settings, policy, socket=True, sandbox=sandbox)

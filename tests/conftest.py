@@ -12,10 +12,16 @@ policy) and drives it:
         assert answer.status_code == 200
         slack.wait_for("views.open")
 
-`server` and `start_server(...)` serve the bot from this process (a fresh Runtime, database and
-stand-ins for each test, in milliseconds); `start_process(...)` runs the real `snapcopy serve`
-process, for tests about processes (signals, crashes, restarts, several processes on one
-database; mark them `@pytest.mark.process`); `start_socket_bot(...)` the bot in Socket Mode.
+Three tiers, one interface (`BotServer`):
+- `server` and `start_server(...)`: the dispatch tier (tests/dispatch.py). A fresh Runtime,
+  database and stand-ins for each test; signed requests go straight to `App.dispatch`, with no
+  HTTP server, in milliseconds. Most tests use it.
+- `http_server` and `start_http_server(...)`: the same Runtime served over real HTTP on loopback
+  by the production front end (uvicorn, bot/front.py), from a thread of this process: for tests
+  about serving (routes, hostile clients, the front end).
+- `start_process(...)`: the real `snapcopy serve` process, for tests about processes (signals,
+  crashes, restarts, several processes on one database; mark them `@pytest.mark.process`);
+  `start_socket_bot(...)` the bot in Socket Mode.
 `slack` is the Slack stand-in (tests/slack_standin.py), `dws` the DWS stand-in
 (bot/dws/standin.py), `dws_snapshots` what it was seeded with.
 """
@@ -31,6 +37,7 @@ from typing import Any
 import pytest
 
 from tests import slackreq
+from tests.dispatch import DispatchBot
 from tests.harness import (
     APP_TOKEN,
     DWS_AK,
@@ -52,7 +59,16 @@ from tests.slack_standin import RESPONSE_URL_PATH, SlackStandIn
 _ISOLATED = re.compile(r"(SLACK_|HUAWEICLOUD_|DWS_|SNAPCOPY_).*|PORT")
 
 # Fixtures that serve the bot; a test using none of them is a unit test (`pytest -m unit`).
-_SERVING = frozenset({"server", "start_server", "start_process", "start_socket_bot"})
+_SERVING = frozenset(
+    {
+        "server",
+        "start_server",
+        "http_server",
+        "start_http_server",
+        "start_process",
+        "start_socket_bot",
+    }
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -144,7 +160,7 @@ StartServer = Callable[..., BotServer]
 
 
 def _server_factory(
-    kind: type[InProcessServer] | type[ProcessServer],
+    kind: type[DispatchBot] | type[InProcessServer] | type[ProcessServer],
     request: pytest.FixtureRequest,
     tmp_path: Path,
 ) -> Iterator[StartServer]:
@@ -178,8 +194,8 @@ def _server_factory(
 
 @pytest.fixture
 def start_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StartServer]:
-    """A factory: `start_server(env=None, *, env_overrides=None, policy=None, args=())`, served
-    from this process.
+    """A factory: `start_server(env=None, *, env_overrides=None, policy=None, args=())`, the bot
+    in this process with requests dispatched to its Bolt app (no HTTP server).
 
     - `env`: the whole environment (default: `bot_env`, both stand-ins).
     - `env_overrides`: changes on top; a None value removes the variable.
@@ -189,6 +205,12 @@ def start_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sta
     Servers share the test's database unless told otherwise, so stopping one and starting
     another is a restart. Every server started is stopped at the end of the test.
     """
+    yield from _server_factory(DispatchBot, request, tmp_path)
+
+
+@pytest.fixture
+def start_http_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StartServer]:
+    """Like `start_server`, but served over HTTP on loopback by the production front end."""
     yield from _server_factory(InProcessServer, request, tmp_path)
 
 
@@ -202,8 +224,14 @@ def start_process(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[St
 
 @pytest.fixture
 def server(start_server: StartServer) -> BotServer:
-    """The bot, running against both stand-ins with the default policy."""
+    """The bot, running against both stand-ins with the default policy (dispatch tier)."""
     return start_server()
+
+
+@pytest.fixture
+def http_server(start_http_server: StartServer) -> BotServer:
+    """The bot served over HTTP on loopback, against both stand-ins with the default policy."""
+    return start_http_server()
 
 
 StartSocketBot = Callable[..., SocketBot]

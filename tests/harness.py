@@ -37,12 +37,13 @@ import httpx
 import uvicorn
 
 from bot.app import Runtime, build_runtime
-from bot.config import Policy, Settings, load_all
 from bot.domain import CopyRequest, State
 from bot.front import BufferedWsgi
 from bot.front import server as front_server
 from bot.logs import configure_logging
+from bot.policy import Policy
 from bot.server import make_wsgi_app
+from bot.settings import Settings, load_all
 from bot.store import Store
 from tests import slackreq
 from tests.slack_standin import SlackStandIn
@@ -297,16 +298,57 @@ def settings_from(env: Mapping[str, str | None], *, sandbox: bool) -> tuple[Sett
     return load_all(socket=False, sandbox=sandbox, _env_file=None, **values)
 
 
-class InProcessServer(BotServer):
-    """The Runtime of `snapcopy serve`, built in this process and served on loopback by the
-    same front end (uvicorn, bot/front.py), on a thread of its own."""
+class InProcessBot(BotServer):
+    """The Runtime of `snapcopy serve`, built in this process, logging to a file of its own."""
 
-    def __init__(self, runtime: Runtime, front: uvicorn.Server, **kwargs: Any) -> None:
+    def __init__(self, runtime: Runtime, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.runtime = runtime
-        self._front = front
         self._log_handler: logging.Handler | None = None
         self._log_file: Any = None
+
+    @staticmethod
+    def build(
+        env: Mapping[str, str | None],
+        *,
+        cwd: Path,
+        args: Sequence[str],
+        log_path: Path | None,
+        unused: Mapping[str, Any],
+    ) -> tuple[Runtime, Path, logging.Handler, Any]:
+        """The Runtime `snapcopy serve [--sandbox]` builds from `env`, and its log file."""
+        unknown = [arg for arg in args if arg != "--sandbox"]
+        if unknown or unused:
+            raise TypeError(f"in-process bots take only --sandbox; use start_process: {unknown}")
+        sandbox = "--sandbox" in args
+        settings, policy = settings_from(env, sandbox=sandbox)
+        log_path = log_path or cwd / f"bot-inprocess-{time.monotonic_ns()}.log"
+        log_file = log_path.open("a", encoding="utf-8")
+        handler = configure_logging(
+            settings.snapcopy_log_level, secrets=settings.secret_values(), stream=log_file
+        )
+        runtime = build_runtime(settings, policy, socket=False, sandbox=sandbox)
+        return runtime, log_path, handler, log_file
+
+    def close_log(self) -> None:
+        if self._log_handler is not None:
+            logging.getLogger().removeHandler(self._log_handler)
+            self._log_handler = None
+        self._log_file.close()
+
+    def stderr(self) -> str:
+        if self._log_file is not None and not self._log_file.closed:
+            self._log_file.flush()
+        return super().stderr()
+
+
+class InProcessServer(InProcessBot):
+    """An in-process Runtime served on loopback by the production front end (uvicorn,
+    bot/front.py), on a thread of its own."""
+
+    def __init__(self, runtime: Runtime, front: uvicorn.Server, **kwargs: Any) -> None:
+        super().__init__(runtime, **kwargs)
+        self._front = front
         self._thread: threading.Thread | None = None
 
     @classmethod
@@ -320,17 +362,9 @@ class InProcessServer(BotServer):
         timeout: float = START_TIMEOUT,
         **unused: Any,
     ) -> InProcessServer:
-        unknown = [arg for arg in args if arg != "--sandbox"]
-        if unknown or unused:
-            raise TypeError(f"in-process servers take only --sandbox; use start_process: {unknown}")
-        sandbox = "--sandbox" in args
-        settings, policy = settings_from(env, sandbox=sandbox)
-        log_path = log_path or cwd / f"bot-inprocess-{time.monotonic_ns()}.log"
-        log_file = log_path.open("a", encoding="utf-8")
-        handler = configure_logging(
-            settings.snapcopy_log_level, secrets=settings.secret_values(), stream=log_file
+        runtime, log_path, handler, log_file = cls.build(
+            env, cwd=cwd, args=args, log_path=log_path, unused=unused
         )
-        runtime = build_runtime(settings, policy, socket=False, sandbox=sandbox)
         app = BufferedWsgi(
             make_wsgi_app(runtime), on_startup=runtime.start_background, on_shutdown=runtime.close
         )
@@ -360,16 +394,8 @@ class InProcessServer(BotServer):
         self._thread.join(STOP_TIMEOUT)
         self._thread = None
         self.close_store()
-        if self._log_handler is not None:
-            logging.getLogger().removeHandler(self._log_handler)
-            self._log_handler = None
-        self._log_file.close()
+        self.close_log()
         return 0
-
-    def stderr(self) -> str:
-        if self._log_file is not None and not self._log_file.closed:
-            self._log_file.flush()
-        return super().stderr()
 
 
 # --- as processes --------------------------------------------------------------------------------

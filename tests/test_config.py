@@ -6,18 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import (
-    ROLE_IMPLIES,
-    SLACK_API_DEFAULT,
-    ConfigError,
-    Policy,
-    Role,
-    Settings,
-    load_all,
-    load_policy,
-    load_settings,
-    parse_policy,
-)
+from bot.domain import ROLE_IMPLIES, Role
+from bot.errors import ConfigError
+from bot.policy import Policy, load_policy, parse_policy
+from bot.settings import SLACK_API_DEFAULT, Settings, load_all, load_settings
 from tests.harness import POLICY_TOML, write_policy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -49,13 +49,13 @@ def captured() -> Iterator[Captured]:
 
 
 def test_each_record_is_one_json_object_with_extra_fields(captured: Captured) -> None:
-    logging.getLogger("bot.copies").info(
+    logging.getLogger("bot.lifecycle").info(
         "request %s approved", "#12", extra={"request_id": 12, "actor": "U0APPROVE"}
     )
 
     (record,) = captured.records()
     assert record["level"] == "INFO"
-    assert record["logger"] == "bot.copies"
+    assert record["logger"] == "bot.lifecycle"
     assert record["message"] == "request #12 approved"
     assert record["request_id"] == 12
     assert record["actor"] == "U0APPROVE"

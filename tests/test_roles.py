@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from bot.config import Role, parse_policy
+from bot.domain import Role
+from bot.policy import parse_policy
 from bot.roles import RoleResolver
 
 POLICY = parse_policy(

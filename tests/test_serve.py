@@ -31,9 +31,9 @@ from tests.slack_standin import SlackStandIn
 
 
 @pytest.fixture
-def http_server(start_server: StartServer, slack_only_env: dict[str, str]) -> BotServer:
-    """The bot without a live DWS: nothing here needs one."""
-    return start_server(slack_only_env)
+def http_server(start_http_server: StartServer, slack_only_env: dict[str, str]) -> BotServer:
+    """The bot served over HTTP, without a live DWS: nothing here needs one."""
+    return start_http_server(slack_only_env)
 
 
 def test_healthz_reports_version_and_database(http_server: BotServer) -> None:

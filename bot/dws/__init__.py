@@ -19,7 +19,8 @@ from bot.dws.models import (
     SnapshotList,
     SnapshotStatus,
 )
-from bot.dws.regions import endpoint_for
+from bot.dws.regional import Listed, RegionalDws
+from bot.dws.regions import ENDPOINTS, DwsTarget, UnknownRegion, endpoint_for, parse_regions
 from bot.dws.signer import AkSkAuth
 from bot.dws.validation import (
     InvalidInput,
@@ -35,18 +36,24 @@ __all__ = [
     "CopyResponse",
     "DwsClient",
     "DwsError",
+    "DwsTarget",
     "DwsTimeout",
     "DwsTransportError",
+    "ENDPOINTS",
     "InvalidInput",
+    "Listed",
     "MalformedResponse",
+    "RegionalDws",
     "RetryPolicy",
     "Snapshot",
     "SnapshotEnvelope",
     "SnapshotList",
     "SnapshotStatus",
+    "UnknownRegion",
     "build_http_client",
     "endpoint_for",
     "find_snapshot_id",
+    "parse_regions",
     "validate_backup_name",
     "validate_description",
     "validate_snapshot_id",

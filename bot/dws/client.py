@@ -3,7 +3,7 @@
 Reads are retried with exponential backoff and full jitter, within a budget (the modal's checks
 and the picker use that; the jobs use `RetryPolicy(attempts=1)`, their retries being durable).
 linked-copy is not idempotent and takes no client token, so `copy_once` makes exactly one call
-and leaves what follows a failure to its caller: the copy job (bot/copier.py) decides whether it
+and leaves what follows a failure to its caller: the copy job (bot/dws_jobs.py) decides whether it
 is transient, and looks the unique name up before it ever calls again.
 """
 
@@ -173,7 +173,7 @@ class DwsClient:
     def copy_once(self, snapshot_id: str, name: str, description: str = "") -> CopiedSnapshot:
         """One linked-copy call and nothing else: no retry, no lookup.
 
-        For callers that keep their own durable retry state (bot/copier.py): any DwsError leaves
+        For callers that keep their own durable retry state (bot/dws_jobs.py): any DwsError leaves
         the decision, and the name lookup before trying again, to them. An unreadable success
         answer raises MalformedResponse: the copy exists, and its id is found by name.
         """

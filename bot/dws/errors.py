@@ -8,7 +8,7 @@
 Every error keeps what support needs to trace it (HTTP status, DWS or gateway error code, the
 `X-Request-Id` of the answer) and `str(error)` is one sentence a person can act on. `retryable`
 says whether sending the same request again may succeed; it does not say whether doing so is
-safe, which for the non-idempotent linked-copy the copy job decides (bot/work/retry.py).
+safe, which for the non-idempotent linked-copy the copy job decides (bot/dws_retry.py).
 """
 
 from __future__ import annotations

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from bot.config import Role
-from bot.domain import CopyRequest, State, parse_request_id
+from bot.domain import CopyRequest, Role, State, parse_request_id
 from bot.errors import BadInput
 from bot.slack import views
 from bot.slack.services import Services

@@ -48,3 +48,7 @@ class SandboxWebClient(ObservedWebClient):
         if api_method in MESSAGE_METHODS and json and isinstance(json.get("text"), str):
             json = {**json, "text": mark(json["text"])}
         return super().api_call(api_method, json=json, **kwargs)
+
+
+def is_sandboxed(client: WebClient) -> bool:
+    return isinstance(client, SandboxWebClient)

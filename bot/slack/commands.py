@@ -9,7 +9,7 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
-from bot.config import Role
+from bot.domain import Role
 from bot.errors import SnapcopyError
 from bot.slack import answers, views
 from bot.slack.errors import reports_errors, sentence_for

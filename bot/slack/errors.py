@@ -21,11 +21,11 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
-from bot.dws.errors import DwsError
-from bot.dws.validation import InvalidInput
+from bot.dws import DwsError, InvalidInput
 from bot.errors import AlreadyHandled, NotAllowed, SnapcopyError
-from bot.slack import views
-from bot.slack.sandbox import is_sandboxed, mark
+from bot.slack import replies, views
+from bot.slack.client import is_sandboxed
+from bot.slack.sandbox import mark
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 def sentence_for(error: Exception) -> str | None:
     """What to tell a person about an error we understand; None for the ones we do not."""
     if isinstance(error, AlreadyHandled):
-        return views.already_handled(error.request)
+        return replies.already_handled(error.request)
     if isinstance(error, NotAllowed):
         return (
             f"{error.message} Ask an admin ({views.mentions(error.admins)}) to add you to the "

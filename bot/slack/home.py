@@ -7,7 +7,7 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
-from bot.config import Role
+from bot.domain import Role
 from bot.slack import answers, views
 from bot.slack.errors import reports_errors
 from bot.slack.ids import Action

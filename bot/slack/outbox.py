@@ -1,7 +1,7 @@
 """Delivers the Slack outbox: the request message, its updates and the thread replies.
 
 The lifecycle writes what it owes people as rows (bot/notifier.py); this is the handler of the
-`slack` queue (bot/work/workers.py). One Web API call per run, never a sleep:
+Slack queue (bot/work/queue.py). One Web API call per run, never a sleep:
 
 - Rate limited: the row is due again after Slack's `Retry-After`, and this process holds off
   every Slack delivery until then (Slack's limits are per method and workspace, not per row).
@@ -28,30 +28,59 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.config import Role
+from bot.clock import age_seconds
 from bot.domain import CopyRequest, State
 from bot.notifier import News, Say, update_root
 from bot.roles import RoleResolver
-from bot.slack import views
-from bot.store import Claimed, Store, age_seconds
-from bot.work.retry import SLACK_BACKOFF, SLACK_PERMANENT, Backoff
+from bot.slack import replies, views
+from bot.store import Store
+from bot.work.backoff import Backoff
+from bot.work.queue import Claimed
 from bot.work.workers import Done, Result, Retry
 
 log = logging.getLogger(__name__)
 
 GIVE_UP_SECONDS = 24 * 3600.0
+SLACK_BACKOFF = Backoff(base=1.0, cap=300.0)
+
+# Slack errors that no retry will fix: the message has to go somewhere else, or nowhere.
+SLACK_PERMANENT = frozenset(
+    {
+        "channel_not_found",
+        "is_archived",
+        "not_in_channel",
+        "restricted_action",
+        "restricted_action_read_only_channel",
+        "restricted_action_thread_only_channel",
+        "restricted_action_non_threadable_channel",
+        "cannot_reply_to_message",
+        "thread_not_found",
+        "message_not_found",
+        "cant_update_message",
+        "msg_too_long",
+        "no_text",
+        "invalid_blocks",
+        "user_not_found",
+        "user_disabled",
+        "cannot_dm_bot",
+        "messages_tab_disabled",
+    }
+)
+# Not listed, so retried until the outbox gives up: rate limits, Slack's 5xx and network trouble,
+# and the token's own problems (invalid_auth, token_revoked, missing_scope), which an operator
+# fixes for every message at once.
 
 REPLIES: dict[News, Callable[[CopyRequest], str]] = {
-    News.APPROVED: views.approved_reply,
-    News.REMINDER: views.reminder_reply,
-    News.RETRIED: views.retried_reply,
-    News.COPIED: views.copied_reply,
-    News.SUCCEEDED: views.succeeded_reply,
-    News.FAILED: views.failed_reply,
-    News.DENIED: views.denied_reply,
-    News.EXPIRED: views.expired_reply,
-    News.CANCELLED: views.cancelled_reply,
-    News.FOLLOW_STOPPED: views.follow_stopped_reply,
+    News.APPROVED: replies.approved_reply,
+    News.REMINDER: replies.reminder_reply,
+    News.RETRIED: replies.retried_reply,
+    News.COPIED: replies.copied_reply,
+    News.SUCCEEDED: replies.succeeded_reply,
+    News.FAILED: replies.failed_reply,
+    News.DENIED: replies.denied_reply,
+    News.EXPIRED: replies.expired_reply,
+    News.CANCELLED: replies.cancelled_reply,
+    News.FOLLOW_STOPPED: replies.follow_stopped_reply,
 }
 
 
@@ -64,7 +93,7 @@ class _Refused(Exception):
 
 
 class SlackOutbox:
-    """The handler of the `slack` queue."""
+    """The handler of the Slack queue."""
 
     def __init__(
         self,
@@ -181,11 +210,11 @@ class SlackOutbox:
         if news == News.REMINDER and request.state != State.PENDING_APPROVAL:
             return None  # decided since: nobody needs reminding
         if news == News.FROZEN:
-            return views.frozen_reply(request, payload.get("status") or "FROZEN")
+            return replies.frozen_reply(request, payload.get("status") or "FROZEN")
         if news == News.APPROVAL:
-            return views.approval_reply(request, by=payload["by"], count=payload["count"])
+            return replies.approval_reply(request, by=payload["by"], count=payload["count"])
         if news == News.DWS_RETRYING:
-            return views.dws_retrying_reply(
+            return replies.dws_retrying_reply(
                 attempt=payload["attempt"],
                 next_in=payload["next_in_seconds"],
                 error=payload["error"],
@@ -202,7 +231,7 @@ class SlackOutbox:
         if any(e["kind"] == "announce_dm" for e in self.store.events(request.id)):
             return  # said once; the sweep keeps trying the channel
         self._record(request, "announce_dm", error=code)
-        self._direct(request.requested_by, request, views.unposted_dm(request, code))
+        self._direct(request.requested_by, request, replies.unposted_dm(request, code))
         if request.state == State.PENDING_APPROVAL:
             blocks = views.request_blocks(request, sandbox=self.sandbox)
             for approver in self._approver_users(request):
@@ -211,11 +240,9 @@ class SlackOutbox:
     def _approver_users(self, request: CopyRequest) -> list[str]:
         """Who may decide this request, where named by user ID (a group cannot be sent a DM):
         its own approvers (or the approver role) and the admins."""
-        deciders = request.approvers or list(self.roles.holders(Role.APPROVER))
-        named = [*deciders, *self.roles.holders(Role.ADMIN)]
         return [
             user
-            for user in dict.fromkeys(named)
+            for user in self.roles.deciders(request)
             if not user.startswith("S")
             and (request.allow_self_approval or user != request.requested_by)
         ]

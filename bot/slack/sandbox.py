@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from slack_bolt.context.respond import Respond
-from slack_sdk import WebClient
 
 MARK = "[sandbox]"
 MESSAGE_METHODS = frozenset({"chat.postMessage", "chat.postEphemeral", "chat.update"})
@@ -26,9 +25,3 @@ class SandboxRespond(Respond):
         if isinstance(text, str):
             text = mark(text) if text else text
         return super().__call__(text, **kwargs)
-
-
-def is_sandboxed(client: WebClient) -> bool:
-    from bot.slack.client import SandboxWebClient  # the client module builds on this one
-
-    return isinstance(client, SandboxWebClient)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.catalog import SnapshotCatalog
-from bot.copies import CopyService
+from bot.lifecycle import CopyService
 from bot.roles import RoleResolver
 from bot.slack.deferred import AfterAck
 from bot.store import Store

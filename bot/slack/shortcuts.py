@@ -7,8 +7,8 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
-from bot.config import Role
-from bot.dws.validation import find_snapshot_id
+from bot.domain import Role
+from bot.dws import find_snapshot_id
 from bot.slack import views
 from bot.slack.errors import reports_errors
 from bot.slack.ids import Callback

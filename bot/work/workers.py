@@ -1,6 +1,6 @@
 """Threads that claim due work from the database and run it.
 
-Each `Workers` serves one queue (`dws` or `slack`) with a few threads. A thread claims one due
+Each `Workers` serves one `Queue` with a few threads. A thread claims one due
 row with a lease (`Store.claim`: one conditional UPDATE, so threads and processes never run a row
 twice), hands it to the queue's handler, and applies the handler's `Result`: done (with the work
 that follows), or due again later. Threads sleep until the next row is due, a listener of this
@@ -24,7 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.store import Claimed, Store, Work, age_seconds
+from bot.clock import age_seconds
+from bot.store import Store
+from bot.work.queue import Claimed, Queue, Work
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +103,7 @@ def _zombie(pid: int) -> bool:
 @dataclass
 class Workers:
     store: Store
-    queue: str
+    queue: Queue
     handler: Handler
     holder: str
     threads: int = 4

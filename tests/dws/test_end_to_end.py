@@ -10,12 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot.copier import Copier, copy_job
 from bot.domain import CopyRequest, NewRequest, State
 from bot.dws.client import DwsClient, RetryPolicy
 from bot.dws.errors import DwsError, DwsTransportError
 from bot.dws.regional import RegionalDws
 from bot.dws.standin import DwsStandIn, Fault
+from bot.dws_jobs import Copier, copy_job
 from bot.store import Store
 from bot.work.workers import Done, Retry
 

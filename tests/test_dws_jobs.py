@@ -1,4 +1,4 @@
-"""The DWS jobs one run at a time (bot/copier.py), against a scripted DWS and a real store:
+"""The DWS jobs one run at a time (bot/dws_jobs.py), against a scripted DWS and a real store:
 what each answer does to the request, and when the job is due again."""
 
 from __future__ import annotations
@@ -9,16 +9,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot.copier import Copier, copy_job, follow_job
 from bot.domain import CopyRequest, NewRequest, State
 from bot.dws.client import DwsClient, RetryPolicy, build_http_client
 from bot.dws.regional import RegionalDws
 from bot.dws.signer import AkSkAuth
-from bot.store import Claimed, Store, Work
-from bot.work.retry import Backoff
+from bot.dws_jobs import Copier, copy_job, follow_job
+from bot.store import Store
+from bot.work.backoff import Backoff
+from bot.work.queue import Claimed, Work
 from bot.work.workers import Done, Retry
-
-from .fakes import (
+from tests.dws.fakes import (
     AK,
     BASE_URL,
     NEW_ID,
@@ -34,6 +34,11 @@ from .fakes import (
 )
 
 POLL = 15.0
+
+
+@pytest.fixture
+def fake() -> FakeDws:
+    return FakeDws()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Which DWS failures are worth another try, and after how long (bot/work/retry.py): the table
+"""Which DWS failures are worth another try, and after how long (bot/dws_retry.py): the table
 the copy and follow jobs live by."""
 
 from __future__ import annotations
@@ -6,13 +6,8 @@ from __future__ import annotations
 import pytest
 
 from bot.dws.errors import DwsError, DwsTimeout, DwsTransportError, MalformedResponse
-from bot.work.retry import (
-    Backoff,
-    Verdict,
-    dws_copy_verdict,
-    dws_problem,
-    dws_read_verdict,
-)
+from bot.dws_retry import Verdict, dws_copy_verdict, dws_problem, dws_read_verdict
+from bot.work.backoff import Backoff
 
 
 def refused(status: int, code: str | None = None) -> DwsError:

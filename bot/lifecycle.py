@@ -2,7 +2,7 @@
 
 It knows the audit store, the DWS client and the policy; it does not know Slack. Each decision
 is one compare-and-set in the store, committed before the click is acknowledged, together with
-the work it causes: the DWS copy job (bot/copier.py) and the Slack outbox rows that tell people
+the work it causes: the DWS copy job (bot/dws_jobs.py) and the Slack outbox rows that tell people
 (bot/notifier.py). Once the transaction commits, a crash can only delay what follows.
 
 Never copy twice: a backup name is unique among live requests (the store's index) and in DWS,
@@ -14,24 +14,17 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.config import ROLE_IMPLIES, ApprovalPolicy, Policy, Role
-from bot.copier import copy_job
-from bot.domain import CopyRequest, NewRequest, State
-from bot.dws.errors import DwsError
-from bot.dws.models import Snapshot
-from bot.dws.regional import Listed, RegionalDws
-from bot.dws.validation import (
-    InvalidInput,
-    validate_backup_name,
-    validate_description,
-    validate_snapshot_id,
+from bot.clock import iso, now_iso
+from bot.domain import ROLE_IMPLIES, CopyRequest, NewRequest, Role, State
+from bot.dws import (
+    Listed,
+    RegionalDws,
+    Snapshot,
 )
+from bot.dws_jobs import copy_job
 from bot.errors import (
     AlreadyApproved,
     AlreadyHandled,
@@ -43,30 +36,15 @@ from bot.errors import (
     SnapcopyError,
     UnknownRequest,
 )
-from bot.notifier import News, Say, announce, tell
+from bot.form import REASON_MAX_CHARS, CopyForm, FormChecker, validate
+from bot.notifier import News, announce, tell
+from bot.policy import ApprovalPolicy, Policy
 from bot.roles import RoleResolver
-from bot.store import NameInUse, Store, Work, iso, now_iso
+from bot.store import Counted, NameInUse, Store
+from bot.work.queue import Queue, Work
 
 log = logging.getLogger(__name__)
 
-# DWS answers this fast or the modal is accepted and the checks wait for copy time.
-PRECHECK_BUDGET_SECONDS = 1.5
-# A request whose message never reached its channel is offered to the channel again this long.
-REPOST_WITHIN_SECONDS = 24 * 3600.0
-
-
-@dataclass(frozen=True)
-class CopyForm:
-    """The three fields a person fills in, validated."""
-
-    source_snapshot_id: str
-    backup_name: str
-    description: str
-    reason: str | None = None
-
-
-# Free text that DWS never sees (the reason) still ends up in Slack blocks: keep it sane.
-REASON_MAX_CHARS = 500
 
 
 class CopyService:
@@ -81,7 +59,7 @@ class CopyService:
         self.dws = dws
         self.policy = policy
         self.roles = roles
-        self._prechecks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="precheck")
+        self.forms = FormChecker(dws)
 
     # --- asking --------------------------------------------------------------------------
 
@@ -101,68 +79,6 @@ class CopyService:
             f"You need the {role} role to {action}.", needed=role.value, admins=self.roles.admins()
         )
 
-    @staticmethod
-    def validate(
-        snapshot_id: str, backup_name: str, description: str | None, reason: str | None = None
-    ) -> CopyForm:
-        """Check the fields against DWS's rules; BadInput names the field at fault. The reason
-        is ours, not DWS's: any characters, a bounded length."""
-        try:
-            form = CopyForm(
-                source_snapshot_id=validate_snapshot_id(snapshot_id or ""),
-                backup_name=validate_backup_name(backup_name or ""),
-                description=validate_description(description),
-                reason=(reason or "").strip() or None,
-            )
-        except InvalidInput as error:
-            raise BadInput(error.field, error.message) from None
-        if form.reason and len(form.reason) > REASON_MAX_CHARS:
-            raise BadInput(
-                "reason", f"Keep the reason under {REASON_MAX_CHARS} characters; link to details."
-            )
-        return form
-
-    def precheck(self, form: CopyForm, budget: float = PRECHECK_BUDGET_SECONDS) -> Listed | None:
-        """Ask DWS whether the source is copyable and the name free, if it answers in time;
-        returns the source snapshot as DWS describes it, or None when DWS did not say.
-
-        A slow or failing DWS does not block the request: the copy checks again anyway. Only
-        a policy with per-cluster rules needs the answer (see `_approval_for`).
-        """
-        future = self._prechecks.submit(self._precheck, form)
-        try:
-            return future.result(timeout=budget)
-        except FutureTimeout:
-            log.info("precheck skipped: DWS is slow", extra={"budget": budget})
-        except DwsError as error:
-            log.info("precheck skipped: %s", error, extra={"error_code": error.error_code})
-        return None
-
-    def _precheck(self, form: CopyForm) -> Listed:
-        try:
-            found = self.dws.locate(form.source_snapshot_id)
-        except DwsError as error:
-            if error.status in (403, 404) or error.error_code in ("DWS.5149", "DWS.0015"):
-                raise BadInput(
-                    "snapshot_id",
-                    f"DWS has no snapshot {form.source_snapshot_id} in "
-                    + ("any configured region." if self.dws.several else "this project."),
-                ) from None
-            raise
-        source = found.snapshot
-        if not source.is_automated:
-            raise BadInput(
-                "snapshot_id",
-                f"Snapshot {source.name} is a {source.type.lower()} snapshot; only automated "
-                "snapshots can be copied.",
-            )
-        if self.dws.client(found.region).find_snapshot_by_name(form.backup_name) is not None:
-            raise BadInput(
-                "backup_name",
-                f"A snapshot named {form.backup_name} already exists; pick another name.",
-            )
-        return found
-
     def ask(
         self,
         *,
@@ -178,10 +94,10 @@ class CopyService:
         first (nobody without it learns anything from DWS), then DWS's rules, then DWS itself.
         """
         self.ensure_role(requested_by, Role.REQUESTER, action="request snapshot copies")
-        form = self.validate(snapshot_id, backup_name, description, reason)
+        form = validate(snapshot_id, backup_name, description, reason)
         if not channel_id:
             raise BadInput("channel", "Choose the channel where the request is posted.")
-        found = self.precheck(form)
+        found = self.forms.precheck(form)
         source = found.snapshot if found else None
         approval = self._approval_for(form, source)
         if approval.settings.require_reason and not form.reason:
@@ -285,11 +201,8 @@ class CopyService:
             raise SelfApproval(
                 f"You asked for request #{request.id} yourself; another approver has to approve it."
             )
-        outcome, approved = self.store.approve(
-            request.id,
-            user_id,
-            complete=(copy_job(), *tell(News.APPROVED)),
-            partial=tell(News.APPROVAL),
+        outcome, approved = self.store.count_approval(
+            request.id, user_id, lambda users, needed: _counted(user_id, users, needed)
         )
         if outcome == "handled":
             raise AlreadyHandled(approved)
@@ -362,11 +275,7 @@ class CopyService:
         """
         request = self._get(request_id)
         if not self.may_decide(user_id, request):
-            deciders = [
-                *(request.approvers or self.roles.holders(Role.APPROVER)),
-                *self.roles.admins(),
-            ]
-            unanswered = self.roles.unanswered(user_id, deciders)
+            unanswered = self.roles.unanswered(user_id, self.roles.deciders(request))
             if unanswered:
                 raise GroupsUnanswered(unanswered)
             refusal = NotAllowed(
@@ -383,7 +292,7 @@ class CopyService:
         if request.state != State.PENDING_APPROVAL:
             raise AlreadyHandled(request)
         if request.expires_at and request.expires_at <= now_iso():
-            self._expire(request)
+            self.expire(request)
             raise RequestExpired(
                 f"Request #{request.id} expired after waiting "
                 f"{_minutes(self.policy.approval.expires_after_minutes)}; ask for a new one."
@@ -391,13 +300,8 @@ class CopyService:
         return request
 
     def may_decide(self, user_id: str, request: CopyRequest) -> bool:
-        """Admins always may; otherwise those the request names as its approvers (a rule's
-        approvers, fixed when it was made), or the approver role where it names none."""
-        if self.roles.has(user_id, Role.ADMIN):
-            return True
-        if request.approvers:
-            return self.roles.is_among(user_id, request.approvers)
-        return self.roles.has(user_id, Role.APPROVER)
+        """Whether the user is one of the request's deciders (`RoleResolver.deciders`)."""
+        return self.roles.is_among(user_id, self.roles.deciders(request))
 
     def may_see(self, user_id: str, request: CopyRequest) -> bool:
         """Its requester, those who may decide it, and admins."""
@@ -411,14 +315,6 @@ class CopyService:
                 f"{request.label}."
             )
         return f"You need the approver role to {action} snapshot copies."
-
-    def remind_due(self) -> list[int]:
-        """Ping the approvers of requests still waiting at their reminder time, once each."""
-        return [
-            request.id
-            for request in self.store.due_reminders(now_iso())
-            if self.store.take_reminder(request.id, tell(News.REMINDER))
-        ]
 
     def retry(self, request_id: int, user_id: str) -> CopyRequest:
         """Try a failed copy again: a new, audited attempt that looks the name up first, so
@@ -457,15 +353,7 @@ class CopyService:
             raise AlreadyHandled(self._get(request.id))
         return retried
 
-    def expire_due(self) -> list[CopyRequest]:
-        """Expire every pending request past its deadline; the sweeper calls this."""
-        return [
-            expired
-            for request in self.store.due_to_expire(now_iso())
-            if (expired := self._expire(request)) is not None
-        ]
-
-    def _expire(self, request: CopyRequest) -> CopyRequest | None:
+    def expire(self, request: CopyRequest) -> CopyRequest | None:
         expired = self.store.transition(
             request.id,
             allowed_from=[State.PENDING_APPROVAL],
@@ -475,39 +363,6 @@ class CopyService:
             work=tell(News.EXPIRED),
         )
         return expired
-
-    # --- work nobody is doing --------------------------------------------------------------
-
-    def announce_unposted(
-        self, older_than_seconds: float, *, within_seconds: float = REPOST_WITHIN_SECONDS
-    ) -> list[int]:
-        """Try the channel again for requests whose message never made it there (the bot was
-        not in it, Slack refused), once their last try is `older_than_seconds` old, in whatever
-        state they are now: one decided or finished meanwhile is shown as it is. Requests older
-        than `within_seconds` are left alone; their people were told by DM."""
-        now = datetime.now(UTC)
-        cutoff = iso(now - timedelta(seconds=older_than_seconds))
-        oldest = iso(now - timedelta(seconds=within_seconds))
-        again = []
-        for request in self.store.unposted(since=oldest):
-            if request.updated_at > cutoff:
-                continue
-            tries = [row for row in self.store.work_rows(request.id) if row["kind"] == Say.ANNOUNCE]
-            if any(row["done_at"] is None for row in tries):
-                continue  # still being tried
-            if tries and max(row["done_at"] for row in tries) > cutoff:
-                continue
-            self.store.add_work(request.id, [announce()])
-            again.append(request.id)
-        return again
-
-    def resume_unowned(self) -> list[int]:
-        """Give every approved or copying request that no DWS job works on a job again: work
-        from before a crash of an older version, or following that ran out of time."""
-        unowned = self.store.without_dws_job([State.APPROVED, State.COPYING])
-        for request in unowned:
-            self._resume(request)
-        return [request.id for request in unowned]
 
     def status(self, request_id: int, viewer: str) -> CopyRequest:
         """The request, for its requester, those who may decide it and admins; a copy still
@@ -519,12 +374,12 @@ class CopyService:
                 "approvers and admins can."
             )
         if request.state == State.COPYING and not any(
-            row["queue"] == "dws" for row in self.store.open_work(request.id)
+            row["queue"] == Queue.DWS for row in self.store.open_work(request.id)
         ):
-            self._resume(request)
+            self.resume(request)
         return request
 
-    def _resume(self, request: CopyRequest) -> None:
+    def resume(self, request: CopyRequest) -> None:
         """A copy job for a request nobody works on: it looks the copy up before anything."""
         self.store.record_event(
             request.id, "reconciled", None, {"state": request.state}, work=[copy_job()]
@@ -537,7 +392,23 @@ class CopyService:
         return request
 
     def close(self) -> None:
-        self._prechecks.shutdown(wait=False, cancel_futures=True)
+        self.forms.close()
+
+
+def _counted(user_id: str, users: list[str], needed: int) -> Counted:
+    """What `user_id`'s approval does, `users` being everyone who approved so far (it last):
+    the N-th of N approves the request and starts the copy; an earlier one is counted."""
+    done = len(users) >= needed
+    # Messages about this approval say whose it was and how many there are now, whenever they
+    # are delivered.
+    said = {"by": user_id, "count": len(users)}
+    news = (copy_job(), *tell(News.APPROVED, **said)) if done else tell(News.APPROVAL, **said)
+    return Counted(
+        event="approved" if done else "approval",
+        details={"approvals": users, "needed": needed},
+        to=State.APPROVED if done else None,
+        work=news,
+    )
 
 
 def _minutes(minutes: float) -> str:

@@ -1,6 +1,6 @@
 """The DWS jobs: copying an approved request, and following the copy until DWS says it is done.
 
-Each job is a row of the `dws` queue (bot/work/), run by whichever worker claims it, in any
+Each job is a row of the DWS queue (bot/work/queue.py), run by whichever worker claims it, in any
 process; one call to DWS per run, never a sleep. What a run does depends only on the request's
 row, so running a job again after a crash is always safe:
 
@@ -12,7 +12,7 @@ row, so running a job again after a crash is always safe:
 - `follow`: one status read per run, due again every `poll_seconds` until AVAILABLE or
   UNAVAILABLE. A new id DWS no longer knows is looked up by name.
 
-Transient trouble puts the job back with backoff (bot/work/retry.py) and tells the thread once
+Transient trouble puts the job back with backoff (bot/dws_retry.py) and tells the thread once
 per problem; only a definite refusal fails the request.
 """
 
@@ -21,27 +21,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from bot.clock import age_seconds, now_iso
 from bot.domain import CopyRequest, State
-from bot.dws.client import DwsClient
-from bot.dws.errors import DwsError
-from bot.dws.models import SnapshotStatus
-from bot.dws.regional import RegionalDws
-from bot.dws.validation import InvalidInput
+from bot.dws import DwsClient, DwsError, InvalidInput, RegionalDws, SnapshotStatus
+from bot.dws_retry import DWS_BACKOFF, Verdict, dws_copy_verdict, dws_problem, dws_read_verdict
 from bot.notifier import News, tell
-from bot.store import Claimed, Store, Work, age_seconds, now_iso
-from bot.work.retry import (
-    DWS_BACKOFF,
-    Backoff,
-    Verdict,
-    dws_copy_verdict,
-    dws_problem,
-    dws_read_verdict,
-)
+from bot.store import Store
+from bot.work.backoff import Backoff
+from bot.work.queue import Claimed, Queue, Work
 from bot.work.workers import Done, Result, Retry
 
 log = logging.getLogger(__name__)
 
-DWS = "dws"
 COPY = "copy"
 FOLLOW = "follow"
 # DWS's answers for a snapshot id it does not know (or will not show).
@@ -52,15 +43,15 @@ KNOWN_STATUSES = frozenset(status.value for status in SnapshotStatus)
 
 
 def copy_job() -> Work:
-    return Work(DWS, COPY)
+    return Work(Queue.DWS, COPY)
 
 
 def follow_job(delay: float = 0.0) -> Work:
-    return Work(DWS, FOLLOW, {"since": now_iso()}, delay=delay)
+    return Work(Queue.DWS, FOLLOW, {"since": now_iso()}, delay=delay)
 
 
 class Copier:
-    """The handler of the `dws` queue."""
+    """The handler of the DWS queue."""
 
     def __init__(
         self,

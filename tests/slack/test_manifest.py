@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.config import Settings, load_policy
+from bot.policy import load_policy
+from bot.settings import Settings
 from bot.slack.commands import SUBCOMMANDS
 from bot.slack.ids import COMMAND, Callback
 from bot.slack.scopes import NEEDED_SCOPES
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
 CI_RUN = (REPO_ROOT / ".ci" / "run").read_text(encoding="utf-8")
 

@@ -1,0 +1,281 @@
+"""The policy file: who holds which role, and how requests are approved, per cluster.
+
+Read once at start (TOML), validated with pydantic, every problem reported together with the
+line of the `[[rules]]` table at fault. `Policy.for_cluster` is the approval rule a new request
+is given; a request keeps it, whatever later happens to the file.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+)
+
+from bot.domain import Role
+from bot.errors import ConfigError
+
+_SLACK_ID = re.compile(r"[UWS][A-Z0-9]{2,}")
+
+
+def _strict_int(value: object) -> object:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError("must be a whole number")
+    return value
+
+
+def _slack_id(value: str) -> str:
+    if not _SLACK_ID.fullmatch(value):
+        raise ValueError(
+            f"'{value}' is not a Slack user ID (U…/W…) or user-group ID (S…); find it in the "
+            "person's profile → ⋮ → 'Copy member ID'"
+        )
+    return value
+
+
+def _listed(value: object) -> object:
+    """A single string where a list is expected is a list of one."""
+    return [value] if isinstance(value, str) else value
+
+
+SlackId = Annotated[str, AfterValidator(_slack_id)]
+SlackIds = Annotated[tuple[SlackId, ...], BeforeValidator(_listed)]
+
+# Bounds that keep every date the policy makes computable and every wait humane.
+MAX_MINUTES = 60 * 24 * 90  # 90 days
+MAX_APPROVALS = 10
+Minutes = Annotated[float, Field(gt=0, le=MAX_MINUTES, allow_inf_nan=False)]
+Approvals = Annotated[int, Field(ge=1, le=MAX_APPROVALS), BeforeValidator(_strict_int)]
+
+
+class Roles(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    requester: SlackIds = ()
+    approver: SlackIds = ()
+    admin: SlackIds = ()
+
+    def holders(self, role: Role) -> tuple[str, ...]:
+        held: tuple[str, ...] = getattr(self, role.value)
+        return held
+
+
+APPROVAL_KEYS = (
+    "required",
+    "approvals",
+    "allow_self_approval",
+    "expires_after_minutes",
+    "remind_after_minutes",
+    "notify",
+    "require_reason",
+)
+
+
+class Approval(BaseModel):
+    """`[approval]`: how approval works for every snapshot no rule matches."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    required: StrictBool = True
+    approvals: Approvals = 1
+    allow_self_approval: StrictBool = False
+    expires_after_minutes: Minutes = 240
+    remind_after_minutes: Minutes | None = None
+    notify: SlackIds | None = None
+    require_reason: StrictBool = False
+
+
+_GLOB = re.compile(r"[A-Za-z0-9_.*?!\[\]-]+")
+
+
+def _cluster_pattern(value: str) -> str:
+    value = value.strip()
+    if not _GLOB.fullmatch(value) or value.count("[") != value.count("]"):
+        raise ValueError(
+            f"'{value}' is not a cluster name glob or cluster ID (letters, digits, - and _, "
+            "with * ? [...] as wildcards)"
+        )
+    return value
+
+
+ClusterPattern = Annotated[str, AfterValidator(_cluster_pattern)]
+
+
+class Rule(BaseModel):
+    """`[[rules]]`: approval for the snapshots of some clusters; unset keys come from
+    `[approval]`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    clusters: Annotated[tuple[ClusterPattern, ...], BeforeValidator(_listed)] = Field(
+        min_length=1
+    )
+    approvers: SlackIds | None = None
+    required: StrictBool | None = None
+    approvals: Approvals | None = None
+    allow_self_approval: StrictBool | None = None
+    expires_after_minutes: Minutes | None = None
+    remind_after_minutes: Minutes | None = None
+    notify: SlackIds | None = None
+    require_reason: StrictBool | None = None
+
+    def matches(self, cluster_id: str | None, cluster_name: str | None) -> bool:
+        for pattern in self.clusters:
+            if cluster_id and pattern.lower() == cluster_id.lower():
+                return True
+            if cluster_name and fnmatch.fnmatchcase(cluster_name.lower(), pattern.lower()):
+                return True
+        return False
+
+    def overrides(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in APPROVAL_KEYS if getattr(self, key) is not None}
+
+
+@dataclass(frozen=True)
+class ApprovalPolicy:
+    """How one request is approved: `[approval]` with the matching rule's keys on top."""
+
+    settings: Approval
+    approvers: tuple[str, ...]  # who may approve (admins always may, besides)
+    rule: int | None  # 1-based number of the matching [[rules]] table, None for [approval]
+
+    @property
+    def notify(self) -> tuple[str, ...]:
+        return self.settings.notify if self.settings.notify is not None else self.approvers
+
+
+class Policy(BaseModel):
+    """Who may ask for a copy, who may approve one, and how approval works."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    roles: Roles = Roles()
+    approval: Approval = Approval()
+    rules: tuple[Rule, ...] = ()
+
+    def for_cluster(self, cluster_id: str | None, cluster_name: str | None) -> ApprovalPolicy:
+        """The first rule matching the source snapshot's cluster wins; else `[approval]`."""
+        for number, rule in enumerate(self.rules, start=1):
+            if rule.matches(cluster_id, cluster_name):
+                settings = self.approval.model_copy(update=rule.overrides())
+                approvers = rule.approvers if rule.approvers is not None else None
+                return ApprovalPolicy(settings, approvers or self.roles.approver, number)
+        return ApprovalPolicy(self.approval, self.roles.approver, None)
+
+    def unapprovable(self) -> list[str]:
+        """Where approval is required but nobody could ever give it: start-up warnings."""
+        if self.roles.admin:
+            return []  # admins may always approve
+        found = []
+        tables: list[tuple[str, Approval, tuple[str, ...]]] = [
+            ("[approval]", self.approval, self.roles.approver)
+        ]
+        for number, rule in enumerate(self.rules, start=1):
+            approval = self.approval.model_copy(update=rule.overrides())
+            tables.append((f"[[rules]] #{number}", approval, rule.approvers or self.roles.approver))
+        for where, approval, approvers in tables:
+            if approval.required and not approvers:
+                found.append(
+                    f"{where} requires approval, but the policy names no approver and no admin: "
+                    "nobody can approve these requests."
+                )
+        return found
+
+    def unreachable_rules(self) -> list[tuple[int, str]]:
+        """Rules that can never match: (rule number, why)."""
+        found = []
+        seen: set[str] = set()
+        catch_all: int | None = None
+        for number, rule in enumerate(self.rules, start=1):
+            patterns = {pattern.lower() for pattern in rule.clusters}
+            if catch_all is not None:
+                found.append((number, f"rule {catch_all} before it matches every cluster ('*')"))
+            elif patterns <= seen:
+                found.append((number, "earlier rules already match all of its clusters"))
+            seen |= patterns
+            if "*" in patterns and catch_all is None:
+                catch_all = number
+        return found
+
+
+def parse_policy(text: str, source: str = "policy") -> Policy:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError([f"{source} is not valid TOML: {error}."]) from None
+    lines = _rule_lines(text)
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(
+            [f"{source}: {line}" for line in _describe_policy_errors(error, lines)]
+        ) from None
+    unreachable = [
+        f"{source}: {_where(lines, number)}can never match: {why}."
+        for number, why in policy.unreachable_rules()
+    ]
+    if unreachable:
+        raise ConfigError(unreachable)
+    return policy
+
+
+def _rule_lines(text: str) -> list[int]:
+    """The line number of each `[[rules]]` header, in order."""
+    return [
+        number
+        for number, line in enumerate(text.splitlines(), start=1)
+        if line.strip().split("#")[0].strip() == "[[rules]]"
+    ]
+
+
+def _where(lines: list[int], rule: int) -> str:
+    line = f" (line {lines[rule - 1]})" if 0 < rule <= len(lines) else ""
+    return f"[[rules]] #{rule}{line} "
+
+
+def _describe_policy_errors(error: ValidationError, rule_lines: list[int]) -> list[str]:
+    problems = []
+    for item in error.errors():
+        location = item["loc"]
+        where = ""
+        if location[:1] == ("rules",) and len(location) > 1 and isinstance(location[1], int):
+            where = _where(rule_lines, location[1] + 1)
+            location = location[2:]
+        key = ".".join(str(part) for part in location if not isinstance(part, int))
+        if item["type"] == "extra_forbidden":
+            problems.append(
+                f"{where}unknown key '{key}' (known: [roles] requester, approver, admin; "
+                f"[approval] {', '.join(APPROVAL_KEYS)}; [[rules]] clusters, approvers and "
+                "any [approval] key)."
+            )
+        else:
+            message = str(item["msg"]).removeprefix("Value error, ")
+            problems.append(f"{where}'{key}': {message}.")
+    return problems
+
+
+def load_policy(path: Path) -> Policy:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            [
+                f"policy file {path} does not exist: copy snapcopy.example.toml there and list "
+                "who may request and approve copies (or set SNAPCOPY_POLICY)."
+            ]
+        ) from None
+    except OSError as error:
+        raise ConfigError([f"policy file {path} cannot be read: {error.strerror}."]) from None
+    return parse_policy(text, source=str(path))

@@ -1,0 +1,109 @@
+"""The database's schema, as the migrations that build it (PRAGMA user_version counts them)."""
+
+from __future__ import annotations
+
+import sqlite_utils
+
+from bot.work.queue import Queue
+
+# Each entry upgrades the schema by one version (PRAGMA user_version); append, never edit.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE requests (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        state TEXT NOT NULL,
+        source_snapshot_id TEXT NOT NULL,
+        backup_name TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        requested_by TEXT NOT NULL,
+        approved_by TEXT,
+        denied_by TEXT,
+        deny_reason TEXT,
+        channel_id TEXT,
+        thread_ts TEXT,
+        message_ts TEXT,
+        new_snapshot_id TEXT,
+        snapshot_status TEXT,
+        error TEXT,
+        error_code TEXT,
+        dws_request_ids TEXT NOT NULL DEFAULT '[]',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        expires_at TEXT
+    );
+    CREATE INDEX requests_state ON requests (state);
+    CREATE INDEX requests_requested_by ON requests (requested_by, id);
+    CREATE UNIQUE INDEX requests_live_name ON requests (lower(backup_name))
+        WHERE state IN ('pending_approval', 'approved', 'copying');
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        request_id INTEGER REFERENCES requests (id),
+        kind TEXT NOT NULL,
+        actor TEXT,
+        at TEXT NOT NULL,
+        details TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX events_request_id ON events (request_id, id);
+    """,
+    """
+    CREATE TABLE deliveries (
+        event_id TEXT PRIMARY KEY,
+        at TEXT NOT NULL
+    );
+    """,
+    f"""
+    CREATE TABLE work (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        queue TEXT NOT NULL,
+        request_id INTEGER NOT NULL REFERENCES requests (id),
+        kind TEXT NOT NULL,
+        payload TEXT NOT NULL DEFAULT '{{}}',
+        due_at TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        problem TEXT,
+        last_error TEXT,
+        claimed_by TEXT,
+        lease_until TEXT,
+        created_at TEXT NOT NULL,
+        done_at TEXT,
+        outcome TEXT
+    );
+    CREATE INDEX work_open ON work (queue, request_id, id) WHERE done_at IS NULL;
+    CREATE INDEX work_due ON work (queue, due_at) WHERE done_at IS NULL;
+    CREATE UNIQUE INDEX work_one_dws_job ON work (request_id)
+        WHERE queue = '{Queue.DWS.value}' AND done_at IS NULL;
+    """,
+    """
+    ALTER TABLE requests ADD COLUMN reason TEXT;
+    ALTER TABLE requests ADD COLUMN cluster_id TEXT;
+    ALTER TABLE requests ADD COLUMN cluster_name TEXT;
+    ALTER TABLE requests ADD COLUMN source_name TEXT;
+    ALTER TABLE requests ADD COLUMN source_started TEXT;
+    ALTER TABLE requests ADD COLUMN source_size REAL;
+    ALTER TABLE requests ADD COLUMN approvals_needed INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE requests ADD COLUMN approvers TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE requests ADD COLUMN notify TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE requests ADD COLUMN allow_self_approval INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE requests ADD COLUMN rule INTEGER;
+    ALTER TABLE requests ADD COLUMN remind_at TEXT;
+    CREATE INDEX requests_remind_at ON requests (remind_at) WHERE remind_at IS NOT NULL;
+    CREATE TABLE approvals (
+        request_id INTEGER NOT NULL REFERENCES requests (id),
+        user_id TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (request_id, user_id)
+    );
+    """,
+    """
+    ALTER TABLE requests ADD COLUMN region TEXT;
+    """,
+)
+
+
+def migrate(db: sqlite_utils.Database) -> None:
+    """Bring the schema up to date, one migration at a time."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        for statement in filter(str.strip, script.split(";")):
+            db.execute(statement)
+        db.execute(f"PRAGMA user_version = {number}")

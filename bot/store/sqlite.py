@@ -1,0 +1,488 @@
+"""The audit log and the work still owed: SQLite through sqlite-utils.
+
+- `requests`: one row per copy request; `events`: the append-only trail of every step;
+  `approvals`: who approved what, once each.
+- `work`: what is still owed for a request: the leased queue of bot/work/queue.py (DWS jobs and
+  the Slack outbox), whose statements run inside this store's transactions.
+
+The store keeps no business rule: the lifecycle decides what a change means (how many approvals
+make a request approved, what people are told) and hands the store the rows to write.
+
+The database is the truth. Every state change is a single conditional UPDATE (`... WHERE id = ?
+AND state IN (...)`) inside an immediate transaction together with its event and the work it
+causes, so of two racing clicks exactly one changes anything, and a crash never leaves a state
+change without its event or its work, or the other way round.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from bot.clock import now_iso
+from bot.domain import CopyRequest, NewRequest, State
+from bot.store.pool import Pool
+from bot.store.schema import migrate
+from bot.work import queue as work_queue
+from bot.work.queue import Claimed, Queue, Work
+
+POOL_SIZE = 8
+
+REQUEST_COLUMNS = tuple(CopyRequest.model_fields)
+# Columns that hold a JSON list.
+LIST_COLUMNS = frozenset({"dws_request_ids", "approvers", "notify"})
+
+
+@dataclass(frozen=True)
+class Counted:
+    """What one more approval does, as the lifecycle decides it: the event it writes (with
+    its details), the state the request moves to (None: it stays), and the work it causes."""
+
+    event: str
+    details: dict[str, Any]
+    to: State | None
+    work: Sequence[Work]
+
+
+class NameInUse(Exception):
+    """Another live request already uses this backup name."""
+
+    def __init__(self, name: str, request_id: int | None) -> None:
+        self.name = name
+        self.request_id = request_id
+        super().__init__(f"request #{request_id} already uses the name {name}")
+
+
+class Store:
+    """Requests, events and work. Safe to share between threads and processes."""
+
+    def __init__(self, path: Path | str, *, pool_size: int = POOL_SIZE) -> None:
+        self.path = Path(path)
+        self._pool = Pool(self.path, pool_size)
+        self._work_listeners: list[Callable[[], None]] = []
+        with self._transaction() as db:
+            migrate(db)
+
+    def connection(self) -> AbstractContextManager[sqlite_utils.Database]:
+        """A connection of the pool for one operation (reads); waits while all are in use."""
+        return self._pool.connection()
+
+    def _transaction(self) -> AbstractContextManager[sqlite_utils.Database]:
+        return self._pool.transaction()
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def on_new_work(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after every commit that added work (the workers wake up)."""
+        self._work_listeners.append(listener)
+
+    def _added(self, work: Sequence[Work]) -> None:
+        """After a commit that added `work`: tell whoever waits for it."""
+        if work:
+            for listener in self._work_listeners:
+                listener()
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self.connection() as db:
+            return list(db.query(sql, params))
+
+    def healthy(self) -> bool:
+        try:
+            self._query("SELECT 1 FROM requests LIMIT 1")
+        except sqlite3.Error:
+            return False
+        return True
+
+    # --- writes --------------------------------------------------------------------------
+
+    def create(
+        self,
+        new: NewRequest,
+        *,
+        state: State,
+        expires_at: str | None,
+        actor: str,
+        work: Sequence[Work] = (),
+        approved_event: dict[str, Any] | None = None,
+    ) -> CopyRequest:
+        """Record a request, its `requested` event (and `approved` when no approval is needed)
+        and the work it causes, in one transaction."""
+        stamp = now_iso()
+        row = _encode(new.model_dump()) | {
+            "state": state.value,
+            "created_at": stamp,
+            "updated_at": stamp,
+            "expires_at": expires_at,
+        }
+        with self._transaction() as db:
+            try:
+                request_id = int(str(db.table("requests").insert(row).last_pk))
+            except sqlite3.IntegrityError:
+                raise NameInUse(new.backup_name, self._live_id_for(db, new.backup_name)) from None
+            _add_event(db, request_id, "requested", actor, new.model_dump(), stamp)
+            if approved_event is not None:
+                _add_event(db, request_id, "approved", None, approved_event, stamp)
+            work_queue.add(db, request_id, work, stamp)
+        self._added(work)
+        return self.require(request_id)
+
+    def transition(
+        self,
+        request_id: int,
+        *,
+        allowed_from: Iterable[State],
+        to: State,
+        event: str,
+        actor: str | None,
+        details: dict[str, Any] | None = None,
+        work: Sequence[Work] = (),
+        **fields: Any,
+    ) -> CopyRequest | None:
+        """Move a request to `to` if, and only if, it is in one of `allowed_from`, and add the
+        work it causes in the same transaction.
+
+        Returns the updated request, or None when somebody else got there first.
+        """
+        sources = [state.value for state in allowed_from]
+        stamp = now_iso()
+        assignments = {"state": to.value, "updated_at": stamp, **_encode(fields)}
+        sets = ", ".join(f"[{column}] = ?" for column in assignments)
+        marks = ", ".join("?" for _ in sources)
+        with self._transaction() as db:
+            cursor = db.execute(
+                f"UPDATE requests SET {sets} WHERE id = ? AND state IN ({marks})",
+                [*assignments.values(), request_id, *sources],
+            )
+            if cursor.rowcount != 1:
+                return None
+            _add_event(db, request_id, event, actor, details or {}, stamp)
+            work_queue.add(db, request_id, work, stamp)
+        self._added(work)
+        return self.require(request_id)
+
+    def update(
+        self,
+        request_id: int,
+        *,
+        event: str | None = None,
+        actor: str | None = None,
+        details: dict[str, Any] | None = None,
+        work: Sequence[Work] = (),
+        **fields: Any,
+    ) -> CopyRequest:
+        """Change fields that are not the state (message ts, snapshot status, …)."""
+        stamp = now_iso()
+        with self._transaction() as db:
+            if fields:
+                db.table("requests").update(request_id, {**_encode(fields), "updated_at": stamp})
+            if event:
+                _add_event(db, request_id, event, actor, details or {}, stamp)
+            work_queue.add(db, request_id, work, stamp)
+        self._added(work)
+        return self.require(request_id)
+
+    def count_approval(
+        self, request_id: int, user_id: str, decide: Callable[[list[str], int], Counted]
+    ) -> tuple[str, CopyRequest]:
+        """Count `user_id`'s approval of a waiting request, in one transaction; `decide` says,
+        from everyone who approved so far and how many are needed, what that approval does.
+
+        Returns "counted" (and the `Counted` was written), "again" (this person had approved
+        it already) or "handled" (it is not waiting for approval any more), and the request.
+        The approvals table's key makes a person count once, however often and wherever
+        (thread, App Home, another process) they click.
+        """
+        stamp = now_iso()
+        work: Sequence[Work] = ()
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT state, approvals_needed FROM requests WHERE id = ?", [request_id]
+            ).fetchone()
+            if row is None or row[0] != State.PENDING_APPROVAL.value:
+                outcome = "handled"
+            elif not db.execute(
+                "INSERT OR IGNORE INTO approvals (request_id, user_id, at) VALUES (?, ?, ?)",
+                [request_id, user_id, stamp],
+            ).rowcount:
+                outcome = "again"
+            else:
+                outcome = "counted"
+                users = [
+                    user
+                    for (user,) in db.execute(
+                        "SELECT user_id FROM approvals WHERE request_id = ? ORDER BY at, rowid",
+                        [request_id],
+                    ).fetchall()
+                ]
+                counted = decide(users, int(row[1]))
+                work = counted.work
+                fields = {"approved_by": ",".join(users), "updated_at": stamp}
+                if counted.to is not None:
+                    fields["state"] = counted.to.value
+                db.table("requests").update(request_id, fields)
+                _add_event(db, request_id, counted.event, user_id, counted.details, stamp)
+                work_queue.add(db, request_id, work, stamp)
+        self._added(work)
+        return outcome, self.require(request_id)
+
+    def due_reminders(self, now: str) -> list[CopyRequest]:
+        rows = self._query(
+            "SELECT * FROM requests WHERE remind_at IS NOT NULL AND remind_at <= ? AND state = ?",
+            [now, State.PENDING_APPROVAL.value],
+        )
+        return [_decode(row) for row in rows]
+
+    def take_reminder(self, request_id: int, work: Sequence[Work]) -> bool:
+        """Clear a due reminder and add its work, once, whoever else tries at the same time."""
+        stamp = now_iso()
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE requests SET remind_at = NULL WHERE id = ? AND remind_at IS NOT NULL"
+                " AND state = ?",
+                [request_id, State.PENDING_APPROVAL.value],
+            )
+            if cursor.rowcount != 1:
+                return False
+            _add_event(db, request_id, "reminded", None, {}, stamp)
+            work_queue.add(db, request_id, work, stamp)
+        self._added(work)
+        return True
+
+    def add_dws_request_id(self, request_id: int, dws_request_id: str | None) -> None:
+        if not dws_request_id:
+            return
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE requests SET dws_request_ids = json_insert(dws_request_ids, '$[#]', ?)"
+                " WHERE id = ?",
+                [dws_request_id, request_id],
+            )
+
+    def record_event(
+        self,
+        request_id: int | None,
+        kind: str,
+        actor: str | None,
+        details: dict[str, Any] | None = None,
+        *,
+        work: Sequence[Work] = (),
+    ) -> None:
+        """An event that changes no state: a refusal, a failed Slack call, a status seen."""
+        stamp = now_iso()
+        with self._transaction() as db:
+            _add_event(db, request_id, kind, actor, details or {}, stamp)
+            if request_id is not None:
+                work_queue.add(db, request_id, work, stamp)
+        self._added(work)
+
+    def first_delivery(self, event_id: str) -> bool:
+        """True the first time Slack delivers this event id; its retries get False."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO deliveries (event_id, at) VALUES (?, ?)",
+                [event_id, now_iso()],
+            )
+            return cursor.rowcount == 1
+
+    # --- work ----------------------------------------------------------------------------
+
+    def add_work(self, request_id: int, work: Sequence[Work]) -> None:
+        with self._transaction() as db:
+            work_queue.add(db, request_id, work, now_iso())
+        self._added(work)
+
+    def claim(self, queue_name: Queue, worker: str, lease_seconds: float) -> Claimed | None:
+        """Take the lease on one due row of `queue_name` (bot/work/queue.py), or None."""
+        with self._transaction() as db:
+            return work_queue.claim(db, queue_name, worker, lease_seconds)
+
+    def finish(
+        self, claimed: Claimed, outcome: str, *, work: Sequence[Work] = (), **fields: Any
+    ) -> None:
+        """Mark a claimed row done, optionally adding the work that follows it."""
+        stamp = now_iso()
+        with self._transaction() as db:
+            work_queue.finish(db, claimed, outcome, stamp)
+            if fields:
+                db.table("requests").update(
+                    claimed.request_id, {**_encode(fields), "updated_at": stamp}
+                )
+            work_queue.add(db, claimed.request_id, work, stamp)
+        self._added(work)
+
+    def retry(
+        self,
+        claimed: Claimed,
+        *,
+        after: float,
+        error: str,
+        problem: str | None = None,
+        fresh: bool = False,
+    ) -> None:
+        """Give the row back, due again `after` seconds from now; `fresh` restarts its count."""
+        with self._transaction() as db:
+            work_queue.retry(db, claimed, after=after, error=error, problem=problem, fresh=fresh)
+
+    def release(self, worker: str, *, event: str | None = None) -> list[int]:
+        """Give back every lease `worker` holds (shutdown, or a holder known to be dead).
+        Returns the requests concerned, each of which gets `event` in its trail when given."""
+        stamp = now_iso()
+        with self._transaction() as db:
+            released = work_queue.release(db, worker)
+            if event is not None:
+                for request_id, queue_name, kind in released:
+                    details = {"holder": worker, "queue": queue_name, "kind": kind}
+                    _add_event(db, request_id, event, None, details, stamp)
+        return sorted({request_id for request_id, _, _ in released})
+
+    def lease_holders(self) -> list[str]:
+        with self.connection() as db:
+            return work_queue.holders(db)
+
+    def owed(self) -> dict[Queue, tuple[int, str | None]]:
+        """Per queue: how many rows are unfinished, and since when the oldest."""
+        with self.connection() as db:
+            return work_queue.owed(db)
+
+    def count_by_state(self) -> dict[str, int]:
+        rows = self._query("SELECT state, count(*) AS n FROM requests GROUP BY state")
+        return {row["state"]: int(row["n"]) for row in rows}
+
+    def open_work(self, request_id: int | None = None) -> list[dict[str, Any]]:
+        """Unfinished rows, oldest first (for one request if given)."""
+        with self.connection() as db:
+            return work_queue.rows(db, request_id, open_only=True)
+
+    def work_rows(self, request_id: int) -> list[dict[str, Any]]:
+        """Every row of work a request caused, done or not, oldest first."""
+        with self.connection() as db:
+            return work_queue.rows(db, request_id, open_only=False)
+
+    def next_due(self, queue_name: Queue) -> str | None:
+        """When the earliest unfinished row nobody holds is due (a read: no write lock)."""
+        with self.connection() as db:
+            return work_queue.next_due(db, queue_name, now_iso())
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def get(self, request_id: int) -> CopyRequest | None:
+        rows = self._query("SELECT * FROM requests WHERE id = ?", [request_id])
+        return _decode(rows[0]) if rows else None
+
+    def require(self, request_id: int) -> CopyRequest:
+        request = self.get(request_id)
+        if request is None:
+            raise LookupError(f"no request #{request_id}")
+        return request
+
+    def find(
+        self,
+        *,
+        states: Iterable[State] | None = None,
+        requested_by: str | None = None,
+        limit: int | None = None,
+        newest_first: bool = True,
+    ) -> list[CopyRequest]:
+        where: list[str] = []
+        params: list[Any] = []
+        if states is not None:
+            values = [state.value for state in states]
+            where.append(f"state IN ({', '.join('?' for _ in values)})")
+            params += values
+        if requested_by is not None:
+            where.append("requested_by = ?")
+            params.append(requested_by)
+        sql = "SELECT * FROM requests"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id " + ("DESC" if newest_first else "ASC")
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [_decode(row) for row in self._query(sql, params)]
+
+    def due_to_expire(self, now: str) -> list[CopyRequest]:
+        rows = self._query(
+            "SELECT * FROM requests WHERE state = ? AND expires_at IS NOT NULL AND expires_at <= ?",
+            [State.PENDING_APPROVAL.value, now],
+        )
+        return [_decode(row) for row in rows]
+
+    def unposted(self, *, since: str) -> list[CopyRequest]:
+        """Requests made since `since` whose message was never posted."""
+        rows = self._query(
+            "SELECT * FROM requests WHERE message_ts IS NULL AND created_at >= ? ORDER BY id",
+            [since],
+        )
+        return [_decode(row) for row in rows]
+
+    def without_dws_job(self, states: Iterable[State]) -> list[CopyRequest]:
+        """Requests in `states` that no unfinished DWS job is working on."""
+        values = [state.value for state in states]
+        rows = self._query(
+            f"SELECT * FROM requests r WHERE state IN ({', '.join('?' for _ in values)})"
+            f" AND {work_queue.WITHOUT_DWS_JOB} ORDER BY id",
+            values,
+        )
+        return [_decode(row) for row in rows]
+
+    def events(
+        self, request_id: int | None = None, *, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        sql, params = "SELECT * FROM events", list[Any]()
+        if request_id is not None:
+            sql += " WHERE request_id = ?"
+            params.append(request_id)
+        sql += " ORDER BY id"
+        if limit is not None:
+            sql = f"SELECT * FROM ({sql} DESC LIMIT ?) ORDER BY id"
+            params.append(limit)
+        return [row | {"details": json.loads(row["details"])} for row in self._query(sql, params)]
+
+    @staticmethod
+    def _live_id_for(db: sqlite_utils.Database, name: str) -> int | None:
+        rows = list(
+            db.query(
+                "SELECT id FROM requests WHERE lower(backup_name) = lower(?)"
+                " AND state IN ('pending_approval', 'approved', 'copying')",
+                [name],
+            )
+        )
+        return int(rows[0]["id"]) if rows else None
+
+
+def _add_event(
+    db: sqlite_utils.Database,
+    request_id: int | None,
+    kind: str,
+    actor: str | None,
+    details: dict[str, Any],
+    at: str,
+) -> None:
+    db.execute(
+        "INSERT INTO events (request_id, kind, actor, at, details) VALUES (?, ?, ?, ?, ?)",
+        [request_id, kind, actor, at, json.dumps(details, sort_keys=True, default=str)],
+    )
+
+
+def _encode(fields: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(fields) - set(REQUEST_COLUMNS)
+    if unknown:
+        raise ValueError(f"not request columns: {sorted(unknown)}")
+    return {
+        key: json.dumps(value) if isinstance(value, list) else value
+        for key, value in fields.items()
+    }
+
+
+def _decode(row: dict[str, Any]) -> CopyRequest:
+    lists = {column: json.loads(row.get(column) or "[]") for column in LIST_COLUMNS}
+    return CopyRequest.model_validate(row | lists)
