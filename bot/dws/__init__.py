@@ -12,11 +12,16 @@ from bot.dws.errors import (
     MalformedResponse,
 )
 from bot.dws.models import (
+    Cluster,
     CopiedSnapshot,
     CopyResponse,
+    Job,
+    JobStatus,
     Snapshot,
     SnapshotEnvelope,
     SnapshotList,
+    SnapshotPolicy,
+    SnapshotStatistics,
     SnapshotStatus,
 )
 from bot.dws.regional import Listed, RegionalDws
@@ -32,6 +37,7 @@ from bot.dws.validation import (
 
 __all__ = [
     "AkSkAuth",
+    "Cluster",
     "CopiedSnapshot",
     "CopyResponse",
     "DwsClient",
@@ -41,6 +47,8 @@ __all__ = [
     "DwsTransportError",
     "ENDPOINTS",
     "InvalidInput",
+    "Job",
+    "JobStatus",
     "Listed",
     "MalformedResponse",
     "RegionalDws",
@@ -48,6 +56,8 @@ __all__ = [
     "Snapshot",
     "SnapshotEnvelope",
     "SnapshotList",
+    "SnapshotPolicy",
+    "SnapshotStatistics",
     "SnapshotStatus",
     "UnknownRegion",
     "build_http_client",

@@ -26,16 +26,23 @@ from bot.dws.errors import (
     transport_error,
 )
 from bot.dws.models import (
+    Cluster,
+    ClusterEnvelope,
     CopiedSnapshot,
     CopyResponse,
+    DeleteResponse,
+    Job,
     Snapshot,
     SnapshotEnvelope,
     SnapshotList,
+    SnapshotPolicy,
+    SnapshotStatistics,
 )
 from bot.dws.validation import validate_backup_name, validate_description, validate_snapshot_id
 
 _Model = TypeVar("_Model", bound=BaseModel)
 _PROJECT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_PATH_ID_RE = re.compile(r"[A-Za-z0-9-]{1,64}")
 _LOG = logging.getLogger(__name__)
 _JSON_BODY = {"Content-Type": "application/json;charset=utf-8"}
 
@@ -168,7 +175,26 @@ class DwsClient:
         wanted = name.strip().lower()
         return next((s for s in self.list_snapshots() if s.name.lower() == wanted), None)
 
-    # -- the copy --------------------------------------------------------------------------
+    def get_job(self, job_id: str) -> Job:
+        """A job DWS runs for us (a deletion): its status, progress and why it failed."""
+        return self._parse(Job, self._get(f"/v1.0/{self._project}/job/{_path_id(job_id)}"))
+
+    def get_cluster(self, cluster_id: str) -> Cluster:
+        """The cluster's status and `task_status` (an operation in progress, e.g. RESTORING)."""
+        path = f"/v1.0/{self._project}/clusters/{_path_id(cluster_id)}"
+        return self._parse(ClusterEnvelope, self._get(path)).cluster
+
+    def snapshot_statistics(self, cluster_id: str) -> SnapshotStatistics:
+        """The cluster's snapshot storage: used, free and paid, in GB."""
+        path = f"/v1.0/{self._project}/clusters/{_path_id(cluster_id)}/snapshots/statistics"
+        return self._parse(SnapshotStatistics, self._get(path))
+
+    def snapshot_policy(self, cluster_id: str) -> SnapshotPolicy:
+        """How long the cluster keeps its automated snapshots (`keep_day`)."""
+        path = f"/v2/{self._project}/clusters/{_path_id(cluster_id)}/snapshot-policies"
+        return self._parse(SnapshotPolicy, self._get(path))
+
+    # -- the copy, and deleting it ---------------------------------------------------------
 
     def copy_once(self, snapshot_id: str, name: str, description: str = "") -> CopiedSnapshot:
         """One linked-copy call and nothing else: no retry, no lookup.
@@ -181,6 +207,16 @@ class DwsClient:
         response = self._send("POST", path, json=body, timeout=self._copy_timeout)
         answer = self._parse(CopyResponse, response)
         return CopiedSnapshot(answer.snapshot_id, response.headers.get("X-Request-Id"))
+
+    def delete_once(self, snapshot_id: str) -> str | None:
+        """One DELETE of a manual snapshot; returns the job id of newer services (None from
+        older ones, which answer no body). DWS.0001 (already gone) and DWS.0011 (cluster busy)
+        are left to the caller, like every other DwsError."""
+        path = f"/v1.0/{self._project}/snapshots/{validate_snapshot_id(snapshot_id)}"
+        response = self._send("DELETE", path)
+        if not response.content.strip():
+            return None
+        return self._parse(DeleteResponse, response).job_id or None
 
     def _copy_call(
         self, snapshot_id: str, name: str, description: str
@@ -277,8 +313,29 @@ class DwsClient:
             ) from None
 
 
+def _path_id(value: str) -> str:
+    """An id that goes into a path: DWS's ids are UUIDs or short hex, never anything that
+    could change the path."""
+    if not _PATH_ID_RE.fullmatch(value or ""):
+        raise ValueError(f"{value!r} is not a DWS id")
+    return value
+
+
 def _call_name(method: str, path: str) -> str:
-    """A name for the kind of call, without ids: list, show or copy."""
-    if path.endswith("/linked-copy"):
+    """A name for the kind of call, without ids (for metrics): list, show, copy, delete, job,
+    cluster, statistics or policy."""
+    trimmed = path.rstrip("/")
+    if trimmed.endswith("/linked-copy"):
         return "copy"
-    return "list" if path.rstrip("/").endswith("/snapshots") else "show"
+    if method == "DELETE":
+        return "delete"
+    for suffix, name in (
+        ("/statistics", "statistics"),
+        ("/snapshot-policies", "policy"),
+        ("/snapshots", "list"),
+    ):
+        if trimmed.endswith(suffix):
+            return name
+    if "/job/" in trimmed:
+        return "job"
+    return "cluster" if "/clusters/" in trimmed else "show"

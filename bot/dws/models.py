@@ -78,3 +78,101 @@ class CopiedSnapshot:
 
     snapshot_id: str
     request_id: str | None
+
+
+# -- beyond the copy: deleting a copy, the job that does it, and the cluster around a snapshot --
+
+
+class JobStatus(StrEnum):
+    """What `GET /job/{job_id}` reports; FAIL and STOP end a job without success."""
+
+    INIT = "INIT"
+    WAITING = "WAITING"
+    RUNNING = "RUNNING"
+    DELAY_SCHEDULED = "DELAY_SCHEDULED"
+    FAIL = "FAIL"
+    SUCCESS = "SUCCESS"
+    STOP = "STOP"
+
+
+class DeleteResponse(_Answer):
+    """`DELETE /snapshots/{id}`: older services answer no body, newer ones a job id (and, odd
+    as it is, the error fields too, empty on success)."""
+
+    job_id: str | None = None
+    error_code: str | None = None
+    error_msg: str | None = None
+
+
+class Job(_Answer):
+    job_id: str | None = None
+    job_name: str | None = None
+    begin_time: str | None = None
+    end_time: str | None = None
+    status: str = ""
+    failed_code: str | None = None
+    failed_detail: str | None = None
+    progress: str | None = None
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: Any) -> Any:
+        return "" if value is None else value
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (JobStatus.SUCCESS, JobStatus.FAIL, JobStatus.STOP)
+
+
+class _Statistic(_Answer):
+    name: str = ""
+    value: float | None = None
+    unit: str | None = None
+
+
+class SnapshotStatistics(_Answer):
+    """A cluster's snapshot storage in GB: `storage.used`, `storage.free` and `storage.paid`
+    (an entry DWS leaves out, or answers null, is None: unknown, not zero)."""
+
+    statistics: list[_Statistic] | None = None
+
+    def gigabytes(self, name: str) -> float | None:
+        for item in self.statistics or []:
+            if item.name == name:
+                return item.value
+        return None
+
+    @property
+    def used(self) -> float | None:
+        return self.gigabytes("storage.used")
+
+    @property
+    def free(self) -> float | None:
+        return self.gigabytes("storage.free")
+
+    @property
+    def paid(self) -> float | None:
+        return self.gigabytes("storage.paid")
+
+
+class SnapshotPolicy(_Answer):
+    """`GET /v2/.../snapshot-policies`: how long automated snapshots are kept (1-31 days)."""
+
+    keep_day: int | None = None
+
+
+class Cluster(_Answer):
+    id: str | None = None
+    name: str = ""
+    status: str = ""
+    sub_status: str | None = None
+    task_status: str | None = None  # e.g. SNAPSHOTTING, RESTORING: an operation in progress
+
+    @field_validator("name", "status", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: Any) -> Any:
+        return "" if value is None else value
+
+
+class ClusterEnvelope(_Answer):
+    cluster: Cluster

@@ -40,6 +40,7 @@ from urllib.parse import parse_qsl
 
 from bot.dws.models import AUTOMATED_TYPES, Snapshot, SnapshotStatus
 from bot.dws.signer import DATE_FORMAT, Authorization, parse_authorization, signature_for
+from bot.dws.standin_clusters import Clusters
 from bot.dws.validation import (
     UUID_RE,
     InvalidInput,
@@ -223,9 +224,12 @@ class DwsStandIn:
         self._faults: list[Fault] = []
         self._requests: list[RecordedRequest] = []
         self._copy_calls = 0
+        self._deleted = 0
         # How the next copy ends: the status it reaches after CREATING, and the thaw delay.
         self._next_outcome: tuple[str, float | None] = (SnapshotStatus.AVAILABLE, None)
         self._stopping = threading.Event()
+        # Cluster state, storage, snapshot policies and jobs (bot/dws/standin_clusters.py).
+        self.clusters = Clusters(self._snapshots_now, job_seconds=copy_delay)
         self._connections: set[socket.socket] = set()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -369,6 +373,12 @@ class DwsStandIn:
             return self._copy_calls
 
     @property
+    def deletions(self) -> int:
+        """How many DELETE requests removed a snapshot."""
+        with self._lock:
+            return self._deleted
+
+    @property
     def requests(self) -> list[RecordedRequest]:
         with self._lock:
             return list(self._requests)
@@ -424,14 +434,19 @@ class DwsStandIn:
             if refusal is not None:
                 return refusal
         path = target.partition("?")[0]
+        cluster_route = Clusters.route(path)
         route = _ROUTE.fullmatch(path)
-        if route is None:
+        if route is None and (cluster_route is None or method != "GET"):
             return _error(404, "APIG.0101", "The API does not exist or has not been published.")
-        projects = {route["project"], headers.get("x-project-id", self.project_id)}
-        if projects != {self.project_id}:
+        project = route["project"] if route is not None else cluster_route[1]  # type: ignore[index]
+        if {project, headers.get("x-project-id", self.project_id)} != {self.project_id}:
             return _error(
                 403, "DWS.0015", "The project does not exist or you have no permission on it."
             )
+        if route is None:
+            assert cluster_route is not None
+            status, payload = self.clusters.answer(cluster_route[0], cluster_route[2])
+            return _Reply(status, json.dumps(payload).encode())
         snapshot_id = route["id"]
         if method == "GET" and snapshot_id is None:
             return self._list()
@@ -439,6 +454,8 @@ class DwsStandIn:
             return self._get(snapshot_id)
         if method == "POST" and route["copy"]:
             return self._copy(snapshot_id, body)
+        if method == "DELETE" and snapshot_id is not None and not route["copy"]:
+            return self._delete(snapshot_id)
         return _error(404, "APIG.0101", "The API does not exist or has not been published.")
 
     def _check_signature(
@@ -533,6 +550,31 @@ class DwsStandIn:
             self._next_outcome = (SnapshotStatus.AVAILABLE, None)
             self._copy_calls += 1
         return _ok({"snapshot_id": copy.id})
+
+    def _delete(self, snapshot_id: str) -> _Reply:
+        """Only manual snapshots can be deleted; one already gone is DWS.0001 (as the Terraform
+        provider reads it), a busy cluster DWS.0011. The answer carries the deletion's job."""
+        if UUID_RE.fullmatch(snapshot_id) is None:
+            return _error(400, "DWS.5149", "The snapshot ID is invalid.")
+        with self._lock:
+            record = self._records.get(snapshot_id.lower())
+            if record is None:
+                return _error(400, "DWS.0001", f"The snapshot {snapshot_id} does not exist.")
+            if record.snapshot.type.upper() != "MANUAL":
+                return _error(400, "DWS.0001", "Only manual snapshots can be deleted.")
+            operation = self.clusters.busy(record.snapshot.cluster_id)
+            if operation is not None:
+                return _error(
+                    409, "DWS.0011", f"The cluster is running another operation ({operation})."
+                )
+            del self._records[snapshot_id.lower()]
+            self._deleted += 1
+        job_id = self.clusters.start_job("deleteSnapshot")
+        return _ok({"job_id": job_id, "error_code": None, "error_msg": None})
+
+    def _snapshots_now(self) -> list[Snapshot]:
+        with self._lock:
+            return [self._settled(record) for record in self._records.values()]
 
     def _view(self, record: _Record) -> dict[str, Any]:
         """The record as list and detail answers show it. Callers hold the lock."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -71,3 +72,15 @@ def live_http(standin: DwsStandIn) -> Iterator[httpx.Client]:
 @pytest.fixture
 def live_client(live_http: httpx.Client, clock: FakeClock) -> DwsClient:
     return client_over(live_http, clock)
+
+
+@pytest.fixture
+def sdk_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the SDK on loopback and out of the real home directory.
+
+    The SDK writes ~/.huaweicloud/application_id the first time it builds its User-Agent, and
+    `requests` honours proxy variables; neither may reach past this test.
+    """
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("no_proxy", "127.0.0.1")

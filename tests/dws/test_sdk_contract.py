@@ -173,18 +173,6 @@ def test_a_list_item_with_every_optional_field_null_does_not_lose_the_others(
 # -- the SDK's client against the stand-in ------------------------------------------------------
 
 
-@pytest.fixture
-def sdk_home(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep the SDK on loopback and out of the real home directory.
-
-    The SDK writes ~/.huaweicloud/application_id the first time it builds its User-Agent, and
-    `requests` honours proxy variables; neither may reach past this test.
-    """
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    monkeypatch.setenv("no_proxy", "127.0.0.1")
-
-
 def sdk_client(url: str, sk: str = SK) -> SdkDwsClient:
     """The official client with the project given, so it never asks IAM for one."""
     config = HttpConfig.get_default_config()
