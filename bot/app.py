@@ -23,11 +23,13 @@ from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
 from slack_sdk.proxy_env_variable_loader import load_http_proxy_from_env
 
 from bot.catalog import SnapshotCatalog
+from bot.deletion_jobs import Deleter
 from bot.dws import AkSkAuth, DwsClient, DwsTarget, RegionalDws, RetryPolicy, build_http_client
-from bot.dws_jobs import Copier
+from bot.dws_jobs import COPY, FOLLOW, Copier
 from bot.lifecycle import CopyService
 from bot.metrics import Metrics, System
 from bot.policy import Policy
+from bot.retention import DELETE, DELETE_FOLLOW, Retention
 from bot.roles import RoleResolver
 from bot.settings import Settings
 from bot.slack import actions, commands, errors, events, home, modals, options, shortcuts
@@ -41,7 +43,7 @@ from bot.store import Store
 from bot.sweeper import Sweeper
 from bot.work.backoff import Backoff
 from bot.work.queue import Queue
-from bot.work.workers import Workers, holder_name
+from bot.work.workers import Workers, by_kind, holder_name
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +135,10 @@ def build_runtime(
     catalog = SnapshotCatalog(dws)
     after_ack = AfterAck()
     closers += [catalog.close, after_ack.close, roles.close, copies.close]
+    retention = Retention(store, roles)
     services = Services(
         copies=copies,
+        retention=retention,
         store=store,
         roles=roles,
         catalog=catalog,
@@ -152,7 +156,7 @@ def build_runtime(
         sandbox=sandbox,
         token_unverified=not token_ok,
         stop=stop,
-        sweeper=Sweeper(copies, store, policy),
+        sweeper=Sweeper(copies, retention, store, policy),
         _closers=closers,
     )
 
@@ -227,13 +231,14 @@ def _workers(
 ) -> tuple[Workers, ...]:
     """The workers of the two queues: DWS jobs and the Slack outbox, woken by the store."""
     holder = holder_name()
+    backoff = Backoff(base=settings.snapcopy_retry_seconds, cap=300.0)
     copier = Copier(
         store,
         dws,
         on_available=metrics.copy_seconds.observe,
         poll_seconds=settings.snapcopy_poll_seconds,
         follow_seconds=settings.snapcopy_follow_minutes * 60,
-        backoff=Backoff(base=settings.snapcopy_retry_seconds, cap=300.0),
+        backoff=backoff,
     )
     outbox = SlackOutbox(
         client,
@@ -242,8 +247,10 @@ def _workers(
         sandbox=sandbox,
         give_up_after=settings.snapcopy_slack_give_up_hours * 3600,
     )
+    deleter = Deleter(store, dws, poll_seconds=settings.snapcopy_poll_seconds, backoff=backoff)
+    jobs = by_kind({COPY: copier, FOLLOW: copier, DELETE: deleter, DELETE_FOLLOW: deleter})
     workers = (
-        Workers(store, Queue.DWS, copier, holder),
+        Workers(store, Queue.DWS, jobs, holder),
         Workers(store, Queue.SLACK, outbox, holder, hold_off=outbox.hold_off),
     )
     for each in workers:

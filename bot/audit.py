@@ -17,9 +17,11 @@ import re
 import sqlite3
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from bot.durations import parse_when
 
 EXIT_USAGE = 2
 
@@ -33,6 +35,7 @@ STATES = (
     "denied",
     "expired",
     "cancelled",
+    "deleted",
 )
 LIST_COLUMNS = ("dws_request_ids", "approvers", "notify")
 # The contract's fields come first in csv and json; the rest follow in the database's order.
@@ -67,8 +70,6 @@ TABLE_REQUEST_FIELDS = (
     "error",
 )
 TABLE_CELL_WIDTH = 40
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 class AuditError(Exception):
@@ -94,6 +95,12 @@ def add_arguments(audit: argparse.ArgumentParser) -> None:
     )
     audit.add_argument(
         "--until", type=moment, metavar="WHEN", help="made before (a date or a duration ago)"
+    )
+    audit.add_argument(
+        "--expiring",
+        type=expiring,
+        metavar="WHEN",
+        help="only copies still kept whose keep-until comes before this (7d, 2026-12-31)",
     )
     audit.add_argument("--requester", metavar="USER", help="asked for by this Slack user ID")
     audit.add_argument("--approver", metavar="USER", help="approved by this Slack user ID")
@@ -122,25 +129,18 @@ def state(text: str) -> str:
     return value
 
 
-def moment(text: str, now: datetime | None = None) -> str:
-    """A date (2026-11-01), a time (2026-11-01T08:00, UTC unless it says), or a duration ago
-    (7d, 12h, 30m, 2w), as the audit log's UTC timestamps."""
-    value = text.strip()
-    duration = _DURATION.fullmatch(value.lower())
-    if duration:
-        ago = timedelta(seconds=float(duration[1]) * _UNITS[duration[2]])
-        when = (now or datetime.now(UTC)) - ago
-    else:
-        try:
-            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"'{text}' is neither a date (2026-11-01, 2026-11-01T08:00) nor a duration "
-                "(30m, 12h, 7d, 2w)"
-            ) from None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+def moment(text: str, now: datetime | None = None, *, ahead: bool = False) -> str:
+    """A date, a time or a duration ago (or `ahead`), as the audit log's UTC timestamps."""
+    try:
+        when = parse_when(text, now or datetime.now(UTC), ahead=ahead, day_end=ahead)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def expiring(text: str) -> str:
+    """A date or a duration from now: copies whose keep-until comes before it."""
+    return moment(text, ahead=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -254,6 +254,11 @@ def _requests(db: sqlite3.Connection, args: argparse.Namespace) -> list[dict[str
     if args.until:
         where.append("created_at < ?")
         params.append(args.until)
+    if args.expiring:
+        if "keep_until" not in columns:
+            raise AuditError("this audit log records no keep-until dates (it is older).")
+        where.append("state = 'succeeded' AND keep_until IS NOT NULL AND keep_until <= ?")
+        params.append(args.expiring)
     if args.requester:
         where.append("requested_by = ?")
         params.append(args.requester)

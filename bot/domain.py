@@ -54,6 +54,7 @@ class State(StrEnum):
     DENIED = "denied"
     EXPIRED = "expired"
     CANCELLED = "cancelled"
+    DELETED = "deleted"  # the copy succeeded, was kept its time, and is gone
 
     @property
     def is_final(self) -> bool:
@@ -61,8 +62,15 @@ class State(StrEnum):
 
 
 FINAL_STATES = frozenset(
-    {State.SUCCEEDED, State.FAILED, State.DENIED, State.EXPIRED, State.CANCELLED}
+    {State.SUCCEEDED, State.FAILED, State.DENIED, State.EXPIRED, State.CANCELLED, State.DELETED}
 )
+
+
+class Deletion(StrEnum):
+    """Where the deletion of a succeeded request's copy stands (None: nobody asked)."""
+
+    PENDING = "pending"  # asked for; waiting for its approvals
+    APPROVED = "approved"  # the DWS job deletes it (the request becomes `deleted`)
 
 
 class _SourceAndApproval(BaseModel):
@@ -85,6 +93,12 @@ class _SourceAndApproval(BaseModel):
     allow_self_approval: bool = False
     rule: int | None = None  # the [[rules]] table that matched, None for [approval]
     remind_at: str | None = None
+    # How long the copy is kept ([lifecycle] and the rule's keys, fixed when it was made).
+    keep_until: str | None = None  # None: until someone deletes it
+    warn_at: str | None = None  # when the thread hears the date is near (None: told)
+    max_keep_days: float | None = None
+    warn_before_days: float | None = None
+    delete_requires_approval: bool = True
 
 
 class CopyRequest(_SourceAndApproval):
@@ -114,6 +128,10 @@ class CopyRequest(_SourceAndApproval):
     created_at: str
     updated_at: str
     expires_at: str | None = None
+    deletion: Deletion | None = None
+    delete_asked_by: str | None = None
+    # Everyone who approved the deletion, in order, comma-separated.
+    delete_approved_by: str | None = None
 
     @property
     def label(self) -> str:
@@ -124,6 +142,11 @@ class CopyRequest(_SourceAndApproval):
     def approvals(self) -> list[str]:
         """Who approved it so far, in order."""
         return [user for user in (self.approved_by or "").split(",") if user]
+
+    @property
+    def delete_approvals(self) -> list[str]:
+        """Who approved the deletion of its copy so far, in order."""
+        return [user for user in (self.delete_approved_by or "").split(",") if user]
 
 
 class NewRequest(_SourceAndApproval):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from bot.clock import age_seconds, now_iso
 from bot.domain import CopyRequest, State
@@ -287,7 +288,7 @@ class Copier:
         return Retry(after=delay, error=str(error), problem=problem)
 
     def _fail(
-        self, request: CopyRequest, error: DwsError | InvalidInput | str, **fields: str
+        self, request: CopyRequest, error: DwsError | InvalidInput | str, **fields: Any
     ) -> Result:
         sentence, code, dws_request_id = _failure(error)
         self.store.add_dws_request_id(request.id, dws_request_id)

@@ -14,9 +14,10 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from bot.approvals import counted
 from bot.clock import iso, now_iso
 from bot.domain import ROLE_IMPLIES, CopyRequest, NewRequest, Role, State
 from bot.dws import (
@@ -39,6 +40,7 @@ from bot.errors import (
 from bot.form import REASON_MAX_CHARS, CopyForm, FormChecker, validate
 from bot.notifier import News, announce, tell
 from bot.policy import ApprovalPolicy, Policy
+from bot.retention import keeping
 from bot.roles import RoleResolver
 from bot.store import Counted, NameInUse, Store
 from bot.work.queue import Queue, Work
@@ -89,6 +91,7 @@ class CopyService:
         channel_id: str | None,
         thread_ts: str | None = None,
         reason: str | None = None,
+        keep_until: date | None = None,
     ) -> CopyRequest:
         """Everything between a filled-in form and a recorded request, in this order: the role
         first (nobody without it learns anything from DWS), then DWS's rules, then DWS itself.
@@ -109,6 +112,7 @@ class CopyService:
             form,
             found,
             approval,
+            keep_until=keep_until,
             requested_by=requested_by,
             channel_id=channel_id,
             thread_ts=thread_ts,
@@ -133,6 +137,7 @@ class CopyService:
         found: Listed | None,
         approval: ApprovalPolicy,
         *,
+        keep_until: date | None,
         requested_by: str,
         channel_id: str,
         thread_ts: str | None,
@@ -141,6 +146,7 @@ class CopyService:
         settings = approval.settings
         source = found.snapshot if found else None
         now = datetime.now(UTC)
+        keep = keeping(approval.lifecycle, keep_until, now)
         required = settings.required
         remind = settings.remind_after_minutes if required else None
         new = NewRequest(
@@ -163,6 +169,7 @@ class CopyService:
             allow_self_approval=settings.allow_self_approval,
             rule=approval.rule,
             remind_at=iso(now + timedelta(minutes=remind)) if remind else None,
+            **keep,
         )
         expires = now + timedelta(minutes=settings.expires_after_minutes)
         # Without approval the copy starts whether or not the message can be posted.
@@ -202,7 +209,10 @@ class CopyService:
                 f"You asked for request #{request.id} yourself; another approver has to approve it."
             )
         outcome, approved = self.store.count_approval(
-            request.id, user_id, lambda users, needed: _counted(user_id, users, needed)
+            request.id,
+            user_id,
+            lambda users, needed: _counted(user_id, users, needed),
+            waiting=lambda current: current.state == State.PENDING_APPROVAL,
         )
         if outcome == "handled":
             raise AlreadyHandled(approved)
@@ -396,18 +406,16 @@ class CopyService:
 
 
 def _counted(user_id: str, users: list[str], needed: int) -> Counted:
-    """What `user_id`'s approval does, `users` being everyone who approved so far (it last):
-    the N-th of N approves the request and starts the copy; an earlier one is counted."""
-    done = len(users) >= needed
-    # Messages about this approval say whose it was and how many there are now, whenever they
-    # are delivered.
-    said = {"by": user_id, "count": len(users)}
-    news = (copy_job(), *tell(News.APPROVED, **said)) if done else tell(News.APPROVAL, **said)
-    return Counted(
-        event="approved" if done else "approval",
-        details={"approvals": users, "needed": needed},
-        to=State.APPROVED if done else None,
-        work=news,
+    """The N-th of N approvals approves the request and starts the copy."""
+    return counted(
+        user_id,
+        users,
+        needed,
+        column="approved_by",
+        events=("approved", "approval"),
+        done_fields={"state": State.APPROVED.value},
+        done_work=(copy_job(),),
+        news=(News.APPROVED, News.APPROVAL),
     )
 
 

@@ -34,6 +34,14 @@ class News(StrEnum):
     FAILED = "failed"
     FOLLOW_STOPPED = "follow_stopped"
     DWS_RETRYING = "dws_retrying"
+    # The copy's life after it succeeded (bot/retention.py, bot/deletion_jobs.py).
+    KEEP_WARNING = "keep_warning"
+    KEEP_EXTENDED = "keep_extended"
+    DELETE_REQUESTED = "delete_requested"
+    DELETE_APPROVAL = "delete_approval"  # one more approval of a deletion, more needed
+    DELETE_STARTED = "delete_started"
+    DELETED = "deleted"
+    DELETE_FAILED = "delete_failed"
 
 
 class Say(StrEnum):

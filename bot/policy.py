@@ -57,6 +57,8 @@ SlackIds = Annotated[tuple[SlackId, ...], BeforeValidator(_listed)]
 MAX_MINUTES = 60 * 24 * 90  # 90 days
 MAX_APPROVALS = 10
 Minutes = Annotated[float, Field(gt=0, le=MAX_MINUTES, allow_inf_nan=False)]
+MAX_DAYS = 3650  # ten years: a keep-until must stay a date people can read
+Days = Annotated[float, Field(gt=0, le=MAX_DAYS, allow_inf_nan=False)]
 Approvals = Annotated[int, Field(ge=1, le=MAX_APPROVALS), BeforeValidator(_strict_int)]
 
 
@@ -81,6 +83,28 @@ APPROVAL_KEYS = (
     "notify",
     "require_reason",
 )
+
+
+LIFECYCLE_KEYS = ("keep_days", "max_keep_days", "warn_before_days", "delete_requires_approval")
+
+
+class Lifecycle(BaseModel):
+    """`[lifecycle]`: how long a copy is kept, and how it is deleted once that time passes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    keep_days: Days | None = None  # unset: a copy is kept until someone deletes it
+    max_keep_days: Days | None = None  # unset: no limit
+    warn_before_days: Days = 3
+    delete_requires_approval: StrictBool = True
+
+    def check(self) -> None:
+        """The keys that only make sense together."""
+        if self.keep_days and self.max_keep_days and self.keep_days > self.max_keep_days:
+            raise ValueError(
+                f"keep_days ({self.keep_days:g}) is longer than max_keep_days "
+                f"({self.max_keep_days:g})"
+            )
 
 
 class Approval(BaseModel):
@@ -130,6 +154,10 @@ class Rule(BaseModel):
     remind_after_minutes: Minutes | None = None
     notify: SlackIds | None = None
     require_reason: StrictBool | None = None
+    keep_days: Days | None = None
+    max_keep_days: Days | None = None
+    warn_before_days: Days | None = None
+    delete_requires_approval: StrictBool | None = None
 
     def matches(self, cluster_id: str | None, cluster_name: str | None) -> bool:
         for pattern in self.clusters:
@@ -139,8 +167,8 @@ class Rule(BaseModel):
                 return True
         return False
 
-    def overrides(self) -> dict[str, Any]:
-        return {key: getattr(self, key) for key in APPROVAL_KEYS if getattr(self, key) is not None}
+    def overrides(self, keys: tuple[str, ...] = APPROVAL_KEYS) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in keys if getattr(self, key) is not None}
 
 
 @dataclass(frozen=True)
@@ -150,6 +178,7 @@ class ApprovalPolicy:
     settings: Approval
     approvers: tuple[str, ...]  # who may approve (admins always may, besides)
     rule: int | None  # 1-based number of the matching [[rules]] table, None for [approval]
+    lifecycle: Lifecycle = Lifecycle()  # `[lifecycle]` with the rule's keys on top
 
     @property
     def notify(self) -> tuple[str, ...]:
@@ -163,7 +192,23 @@ class Policy(BaseModel):
 
     roles: Roles = Roles()
     approval: Approval = Approval()
+    lifecycle: Lifecycle = Lifecycle()
     rules: tuple[Rule, ...] = ()
+
+    def lifecycle_problems(self) -> list[tuple[int | None, str]]:
+        """(rule number or None for [lifecycle], why) where keys contradict each other."""
+        found: list[tuple[int | None, str]] = []
+        tables: list[tuple[int | None, Lifecycle]] = [(None, self.lifecycle)]
+        tables += [(number, self.lifecycle_of(rule)) for number, rule in enumerate(self.rules, 1)]
+        for number, lifecycle in tables:
+            try:
+                lifecycle.check()
+            except ValueError as error:
+                found.append((number, str(error)))
+        return found
+
+    def lifecycle_of(self, rule: Rule) -> Lifecycle:
+        return self.lifecycle.model_copy(update=rule.overrides(LIFECYCLE_KEYS))
 
     def for_cluster(self, cluster_id: str | None, cluster_name: str | None) -> ApprovalPolicy:
         """The first rule matching the source snapshot's cluster wins; else `[approval]`."""
@@ -171,8 +216,10 @@ class Policy(BaseModel):
             if rule.matches(cluster_id, cluster_name):
                 settings = self.approval.model_copy(update=rule.overrides())
                 approvers = rule.approvers if rule.approvers is not None else None
-                return ApprovalPolicy(settings, approvers or self.roles.approver, number)
-        return ApprovalPolicy(self.approval, self.roles.approver, None)
+                return ApprovalPolicy(
+                    settings, approvers or self.roles.approver, number, self.lifecycle_of(rule)
+                )
+        return ApprovalPolicy(self.approval, self.roles.approver, None, self.lifecycle)
 
     def unapprovable(self) -> list[str]:
         """Where approval is required but nobody could ever give it: start-up warnings."""
@@ -222,12 +269,16 @@ def parse_policy(text: str, source: str = "policy") -> Policy:
         raise ConfigError(
             [f"{source}: {line}" for line in _describe_policy_errors(error, lines)]
         ) from None
-    unreachable = [
+    problems = [
         f"{source}: {_where(lines, number)}can never match: {why}."
         for number, why in policy.unreachable_rules()
     ]
-    if unreachable:
-        raise ConfigError(unreachable)
+    problems += [
+        f"{source}: {_where(lines, number) if number else '[lifecycle] '}{why}."
+        for number, why in policy.lifecycle_problems()
+    ]
+    if problems:
+        raise ConfigError(problems)
     return policy
 
 
@@ -257,8 +308,8 @@ def _describe_policy_errors(error: ValidationError, rule_lines: list[int]) -> li
         if item["type"] == "extra_forbidden":
             problems.append(
                 f"{where}unknown key '{key}' (known: [roles] requester, approver, admin; "
-                f"[approval] {', '.join(APPROVAL_KEYS)}; [[rules]] clusters, approvers and "
-                "any [approval] key)."
+                f"[approval] {', '.join(APPROVAL_KEYS)}; [lifecycle] {', '.join(LIFECYCLE_KEYS)}; "
+                "[[rules]] clusters, approvers and any [approval] or [lifecycle] key)."
             )
         else:
             message = str(item["msg"]).removeprefix("Value error, ")

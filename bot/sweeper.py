@@ -1,6 +1,7 @@
 """The sweeper: what no click and no worker does by itself, done every few seconds.
 
 - requests past their deadline expire, and due reminders go out (once each, across processes);
+- copies whose keep-until is near are warned about, and those past it are asked to be deleted;
 - request messages Slack refused are offered to their channel again;
 - leases held by dead processes of this host are given back, so their work goes on now.
 
@@ -19,6 +20,7 @@ from bot.domain import CopyRequest, State
 from bot.lifecycle import CopyService
 from bot.notifier import News, Say, announce, tell
 from bot.policy import Approval, Policy, Rule
+from bot.retention import Retention
 from bot.store import Store
 from bot.work.workers import release_dead_holders
 
@@ -32,8 +34,11 @@ REPOST_WITHIN_SECONDS = 24 * 3600.0
 
 
 class Sweeper:
-    def __init__(self, copies: CopyService, store: Store, policy: Policy) -> None:
+    def __init__(
+        self, copies: CopyService, retention: Retention, store: Store, policy: Policy
+    ) -> None:
         self.copies = copies
+        self.retention = retention
         self.store = store
         self.policy = policy
         self._stop = threading.Event()
@@ -71,6 +76,8 @@ class Sweeper:
     def sweep(self) -> None:
         self.expire_due()
         self.remind_due()
+        self.retention.warn_due()
+        self.retention.delete_due()
         self.announce_unposted(older_than_seconds=REANNOUNCE_SECONDS)
         release_dead_holders(self.store)
 
@@ -83,13 +90,20 @@ class Sweeper:
             for minutes in (table.expires_after_minutes, table.remind_after_minutes)
             if minutes is not None
         ]
+        lifecycles = [self.policy.lifecycle, *map(self.policy.lifecycle_of, self.policy.rules)]
+        waits += [
+            days * 86400
+            for lifecycle in lifecycles
+            for days in (lifecycle.keep_days, lifecycle.warn_before_days)
+            if days is not None
+        ]
         return max(0.2, min(SWEEP_SECONDS, *(wait / 4 for wait in waits)))
 
     def expire_due(self) -> list[CopyRequest]:
         """Expire every pending request past its deadline."""
         return [
             expired
-            for request in self.store.due_to_expire(now_iso())
+            for request in self.store.due("expires_at", now_iso(), State.PENDING_APPROVAL)
             if (expired := self.copies.expire(request)) is not None
         ]
 
@@ -97,8 +111,10 @@ class Sweeper:
         """Ping the approvers of requests still waiting at their reminder time, once each."""
         return [
             request.id
-            for request in self.store.due_reminders(now_iso())
-            if self.store.take_reminder(request.id, tell(News.REMINDER))
+            for request in self.store.due("remind_at", now_iso(), State.PENDING_APPROVAL)
+            if self.store.take_mark(
+                request.id, "remind_at", State.PENDING_APPROVAL, "reminded", tell(News.REMINDER)
+            )
         ]
 
     def announce_unposted(

@@ -106,9 +106,15 @@ def request_named(server: BotServer, backup_name: str, timeout: float = 5.0) -> 
 
 
 def click(
-    server: BotServer, user: str, action: Action, request: CopyRequest, **options: Any
+    server: BotServer,
+    user: str,
+    action: Action,
+    request: CopyRequest,
+    *,
+    block_id: str = Block.DECISION,
+    **options: Any,
 ) -> httpx.Response:
-    """Click Approve or Deny on the request message, in its channel."""
+    """Click a button (Approve, Deny, …) of the request's thread, in its channel."""
     message = slackreq.channel_message(
         "request",
         ts=request.message_ts,
@@ -120,7 +126,7 @@ def click(
             user,
             action,
             str(request.id),
-            block_id=Block.DECISION,
+            block_id=block_id,
             message=message,
             channel=request.channel_id,
         ),

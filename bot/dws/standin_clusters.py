@@ -6,7 +6,8 @@ Kept apart from the snapshot API in bot/dws/standin.py, which routes these paths
 - `GET /v1.0/{project}/clusters/{id}/snapshots/statistics`: `storage.used|free|paid` in GB,
   from the sizes of the cluster's snapshots and a free share;
 - `GET /v2/{project}/clusters/{id}/snapshot-policies`: `keep_day`;
-- `GET /v1.0/{project}/job/{id}`: a job (a deletion) that runs for `job_seconds`, then SUCCESS.
+- `GET /v1.0/{project}/job/{id}`: a job (a deletion) that runs for `job_seconds`, then SUCCESS
+  (or FAIL, after `fail_next_job`).
 
 Answers are (status, payload) pairs; the stand-in signs nothing here, it only answers.
 """
@@ -54,6 +55,7 @@ class Clusters:
     keep_days: dict[str, int] = field(default_factory=dict)
     task_status: dict[str, str] = field(default_factory=dict)
     free_gb: dict[str, float] = field(default_factory=dict)
+    fail_next_job: bool = False  # the next job started ends FAIL
     _jobs: dict[str, _Job] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -84,7 +86,10 @@ class Clusters:
     def start_job(self, name: str) -> str:
         job_id = uuid.uuid4().hex
         with self._lock:
-            self._jobs[job_id] = _Job(name, time.monotonic(), datetime.now(UTC).isoformat())
+            failed, self.fail_next_job = self.fail_next_job, False
+            self._jobs[job_id] = _Job(
+                name, time.monotonic(), datetime.now(UTC).isoformat(), failed=failed
+            )
         return job_id
 
     def _job(self, job_id: str) -> Answer:
@@ -93,15 +98,19 @@ class Clusters:
         if job is None:
             return 404, {"error_code": "DWS.0015", "error_msg": f"Job {job_id} not found."}
         done = time.monotonic() - job.started >= self.job_seconds
-        status = JobStatus.SUCCESS if done else JobStatus.RUNNING
+        status = JobStatus.RUNNING
+        if done:
+            status = JobStatus.FAIL if job.failed else JobStatus.SUCCESS
         return 200, {
             "job_id": job_id,
             "job_name": job.name,
             "begin_time": job.begin_time,
             "end_time": datetime.now(UTC).isoformat() if done else None,
             "status": status.value,
-            "failed_code": None,
-            "failed_detail": None,
+            "failed_code": "DWS.9999" if done and job.failed else None,
+            "failed_detail": "The backup storage refused the deletion."
+            if done and job.failed
+            else None,
             "progress": "100" if done else "50",
         }
 

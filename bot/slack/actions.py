@@ -1,4 +1,5 @@
-"""Approve, Deny and Retry buttons, in a thread or on App Home: the same code either way.
+"""Approve, Deny and Retry buttons, and those of a copy's keep-until and deletion, in a thread
+or on App Home: the same code either way.
 
 An approval is decided inside the acknowledgement: the compare-and-set and the copy job it
 causes are committed before Slack gets its 200, so a crash after the click cannot lose it.
@@ -7,6 +8,7 @@ Telling the person why a click did nothing, and re-publishing App Home, come aft
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
@@ -56,22 +58,35 @@ def register(app: App, services: Services) -> None:
             ),
         )
 
-    def decide_retry(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+    app.action(Action.APPROVE)(services.after_ack(decide_approval, after_approval))
+    app.action(Action.RETRY)(decided_by(services, services.copies.retry))
+    app.action(Action.DENY)(services.after_ack(acknowledge, open_deny))
+    # A copy's life after it succeeded (bot/retention.py).
+    app.action(Action.KEEP_MORE)(
+        decided_by(services, lambda number, user: services.retention.keep(number, user))
+    )
+    app.action(Action.DELETE_NOW)(decided_by(services, services.retention.ask_delete))
+    app.action(Action.APPROVE_DELETE)(decided_by(services, services.retention.approve_delete))
+
+
+def decided_by(services: Services, decide: Callable[[int, str], object]) -> Callable[..., None]:
+    """A button whose decision is committed inside the acknowledgement; a refusal is told
+    to the person afterwards."""
+
+    def decide_now(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
         try:
-            services.copies.retry(_request_id(body), body["user"]["id"])
+            decide(_request_id(body), body["user"]["id"])
         except SnapcopyError as error:
             context["refusal"] = error
         ack()
 
     @reports_errors
-    def after_retry(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
+    def tell_refusal(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
         refusal = context.get("refusal")
         if refusal is not None:
             report(refusal, body, client)
 
-    app.action(Action.APPROVE)(services.after_ack(decide_approval, after_approval))
-    app.action(Action.RETRY)(services.after_ack(decide_retry, after_retry))
-    app.action(Action.DENY)(services.after_ack(acknowledge, open_deny))
+    return services.after_ack(decide_now, tell_refusal)
 
 
 def _request_id(body: dict[str, Any]) -> int:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from bot.domain import CopyRequest, Role, State, parse_request_id
+from datetime import UTC, datetime
+
+from bot.domain import CopyRequest, Deletion, Role, State, parse_request_id
+from bot.durations import parse_when
 from bot.errors import BadInput
 from bot.slack import views
 from bot.slack.services import Services
@@ -19,6 +22,10 @@ def help_text() -> str:
             "• `/snapcopy status <request id>`: where one request stands.",
             "• `/snapcopy roles`: your roles and where they come from.",
             "• `/snapcopy cancel <request id>`: withdraw a request still waiting for approval.",
+            "• `/snapcopy keep <request id> <date or duration>`: keep its copy until then "
+            "(`2026-12-31`, `30d`).",
+            "• `/snapcopy delete <request id>`: ask for its copy's deletion (approved like the "
+            "copy was).",
             "• In an incident thread: the message shortcut *Copy DWS snapshot*, or "
             "`@snapcopy copy <snapshot_id> <name> [description…]`, keeps everything in "
             "that thread; `@snapcopy status <id>`, `@snapcopy list` and `@snapcopy help` work "
@@ -48,6 +55,8 @@ def request_line(request: CopyRequest) -> str:
     )
     if request.new_snapshot_id:
         line += f" · new `{request.new_snapshot_id}`"
+    if request.keep_until and request.state == State.SUCCEEDED:
+        line += f" · kept until {views.slack_date(request.keep_until)}"
     return line
 
 
@@ -81,6 +90,33 @@ def _request_number(argument: str | None, subcommand: str) -> int:
             f"`/snapcopy {subcommand} 12`.",
         )
     return number
+
+
+def decision_text(services: Services, kind: str, argument: str | None, rest: str, user: str) -> str:
+    """`cancel`, `keep` and `delete`: decided (and committed) before Slack hears back."""
+    if kind == "keep":
+        return keep_text(services, argument, rest, user)
+    if kind == "delete":
+        number = _request_number(argument, "delete")
+        request = services.retention.ask_delete(number, user)
+        if request.deletion == Deletion.APPROVED:
+            return f"Deleting the copy of request {request.label}; its thread hears when done."
+        return f"Asked, in its thread, for the deletion of request {request.label}'s copy."
+    return cancel_text(services, argument, user)
+
+
+def keep_text(services: Services, argument: str | None, when: str, user: str) -> str:
+    number = _request_number(argument, "keep")
+    if not when:
+        raise BadInput("keep_until", "Usage: `/snapcopy keep <request id> <date or duration>`.")
+    try:
+        until = parse_when(when, datetime.now(UTC), ahead=True, day_end=True)
+    except ValueError as error:
+        raise BadInput("keep_until", f"{error}.") from None
+    request = services.retention.keep(number, user, until=until)
+    return (
+        f"The copy of request {request.label} is kept until {views.slack_date(request.keep_until)}."
+    )
 
 
 def cancel_text(services: Services, argument: str | None, user: str) -> str:

@@ -17,7 +17,7 @@ from bot.slack.ids import COMMAND
 from bot.slack.sandbox import mark
 from bot.slack.services import Services
 
-SUBCOMMANDS = ("help", "list", "status", "roles", "cancel")
+SUBCOMMANDS = ("help", "list", "status", "roles", "cancel", "keep", "delete")
 _ID_LIKE = re.compile(r"[0-9a-fA-F-]{8,}")
 
 
@@ -25,6 +25,7 @@ _ID_LIKE = re.compile(r"[0-9a-fA-F-]{8,}")
 class ParsedCommand:
     kind: str  # "open" or one of SUBCOMMANDS, or "unknown"
     argument: str | None = None
+    rest: str = ""  # what follows the argument (keep's date or duration)
 
 
 def parse_command(text: str) -> ParsedCommand:
@@ -33,7 +34,7 @@ def parse_command(text: str) -> ParsedCommand:
         return ParsedCommand("open")
     first = words[0].lower()
     if first in SUBCOMMANDS:
-        return ParsedCommand(first, words[1] if len(words) > 1 else None)
+        return ParsedCommand(first, words[1] if len(words) > 1 else None, " ".join(words[2:]))
     if _ID_LIKE.fullmatch(words[0]):
         # Prefill even a mistyped id: the modal says exactly what is wrong with it.
         return ParsedCommand("open", words[0])
@@ -42,7 +43,8 @@ def parse_command(text: str) -> ParsedCommand:
 
 # Answers made of text alone go back in the acknowledgement itself: no second round trip. A
 # cancel is a decision, committed before the acknowledgement, so its answer goes back there too.
-IN_ACK = ("help", "unknown", "cancel")
+DECISIONS = ("cancel", "keep", "delete")
+IN_ACK = ("help", "unknown", *DECISIONS)
 
 
 def register(app: App, services: Services) -> None:
@@ -53,9 +55,11 @@ def register(app: App, services: Services) -> None:
         parsed = parse_command(body.get("text") or "")
         if parsed.kind == "help":
             ack(text=shown(answers.help_text()), response_type="ephemeral")
-        elif parsed.kind == "cancel":
+        elif parsed.kind in DECISIONS:
             try:
-                text = answers.cancel_text(services, parsed.argument, body["user_id"])
+                text = answers.decision_text(
+                    services, parsed.kind, parsed.argument, parsed.rest, body["user_id"]
+                )
             except SnapcopyError as error:
                 text = sentence_for(error) or error.message
             ack(text=shown(text), response_type="ephemeral")
@@ -79,6 +83,7 @@ def register(app: App, services: Services) -> None:
             client.views_open(
                 trigger_id=body["trigger_id"],
                 view=views.copy_modal(
+                    keep=services.copies.policy.lifecycle,
                     channel_id=body["channel_id"],
                     thread_ts=None,
                     snapshot_id=parsed.argument,

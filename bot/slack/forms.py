@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
@@ -42,6 +43,15 @@ class CopyModalInput(BaseModel):
     description: str | None = None
     reason: str | None = None
     channel_id: str | None = None
+    keep_until: date | None = None
+
+    @field_validator("keep_until", mode="before")
+    @classmethod
+    def _a_day_or_none(cls, value: object) -> date | None:
+        try:
+            return date.fromisoformat(value) if isinstance(value, str) else None
+        except ValueError:
+            return None  # not what Slack's date picker sends: as if none was picked
 
     @classmethod
     def from_view(cls, view: dict[str, Any]) -> CopyModalInput:
@@ -60,6 +70,7 @@ class CopyModalInput(BaseModel):
             description=element(Block.DESCRIPTION, Action.DESCRIPTION).get("value"),
             reason=element(Block.REASON, Action.REASON).get("value"),
             channel_id=element(Block.CHANNEL, Action.CHANNEL).get("selected_conversation"),
+            keep_until=element(Block.KEEP_UNTIL, Action.KEEP_UNTIL).get("selected_date"),
         )
 
 
@@ -72,6 +83,7 @@ def field_block(field: str) -> str:
         "description": Block.DESCRIPTION,
         "reason": Block.REASON,
         "channel": Block.CHANNEL,
+        "keep_until": Block.KEEP_UNTIL,
     }.get(field, Block.BACKUP_NAME)
 
 

@@ -48,7 +48,11 @@ def register(app: App, services: Services) -> None:
         client.views_open(
             trigger_id=body["trigger_id"],
             view=views.copy_modal(
-                channel_id=None, thread_ts=None, ask_channel=True, sandbox=services.sandbox
+                keep=services.copies.policy.lifecycle,
+                channel_id=None,
+                thread_ts=None,
+                ask_channel=True,
+                sandbox=services.sandbox,
             ),
         )
 

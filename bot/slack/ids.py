@@ -33,6 +33,10 @@ class Action(StrEnum):
     REASON = "snapcopy_reason"
     RETRY = "snapcopy_retry"
     OPEN_THREAD = "snapcopy_open_thread"
+    KEEP_UNTIL = "snapcopy_keep_until"  # the modal's date picker
+    KEEP_MORE = "snapcopy_keep_more"  # "Keep 30 more days", on the warning and the deletion
+    DELETE_NOW = "snapcopy_delete_now"  # asks for the deletion (approved like the copy)
+    APPROVE_DELETE = "snapcopy_approve_delete"
 
 
 class Block(StrEnum):
@@ -47,3 +51,5 @@ class Block(StrEnum):
     REASON = "reason"
     DECISION = "decision"
     RETRY = "retry"
+    KEEP_UNTIL = "keep_until"
+    RETENTION = "retention"

@@ -38,6 +38,7 @@ def register(app: App, services: Services) -> None:
                 reason=form_input.reason,
                 channel_id=channel_id,
                 thread_ts=metadata.thread_ts if channel_id == metadata.channel_id else None,
+                keep_until=form_input.keep_until,
             )
         except BadInput as error:
             ack(response_action="errors", errors={field_block(error.field): error.message})

@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from slack_sdk import WebClient
@@ -33,6 +32,7 @@ from bot.domain import CopyRequest, State
 from bot.notifier import News, Say, update_root
 from bot.roles import RoleResolver
 from bot.slack import replies, views
+from bot.slack.news import reply_for
 from bot.store import Store
 from bot.work.backoff import Backoff
 from bot.work.queue import Claimed
@@ -69,19 +69,6 @@ SLACK_PERMANENT = frozenset(
 # Not listed, so retried until the outbox gives up: rate limits, Slack's 5xx and network trouble,
 # and the token's own problems (invalid_auth, token_revoked, missing_scope), which an operator
 # fixes for every message at once.
-
-REPLIES: dict[News, Callable[[CopyRequest], str]] = {
-    News.APPROVED: replies.approved_reply,
-    News.REMINDER: replies.reminder_reply,
-    News.RETRIED: replies.retried_reply,
-    News.COPIED: replies.copied_reply,
-    News.SUCCEEDED: replies.succeeded_reply,
-    News.FAILED: replies.failed_reply,
-    News.DENIED: replies.denied_reply,
-    News.EXPIRED: replies.expired_reply,
-    News.CANCELLED: replies.cancelled_reply,
-    News.FOLLOW_STOPPED: replies.follow_stopped_reply,
-}
 
 
 class _Refused(Exception):
@@ -186,18 +173,19 @@ class SlackOutbox:
         return Done("updated")
 
     def _news(self, row: Claimed, request: CopyRequest) -> Result:
-        news = News(row.payload["news"])
-        text = self._reply_text(news, request, row.payload)
-        if text is None:
+        reply = reply_for(News(row.payload["news"]), request, row.payload)
+        if reply is None:
             return Done("nothing to say")
+        text, blocks = reply
         if request.message_ts is None:
-            self._direct(request.requested_by, request, text)
+            self._direct(request.requested_by, request, text, blocks=blocks)
             return Done("sent by DM: never posted")
         try:
             self._post(
                 channel=request.channel_id or "",
                 thread_ts=request.thread_ts or request.message_ts,
                 text=text,
+                blocks=blocks,
             )
         except _Refused as refused:
             self._record(request, "slack_failed", method="chat.postMessage", error=refused.code)
@@ -205,22 +193,6 @@ class SlackOutbox:
             self._direct(request.requested_by, request, where + text)
             return Done(f"sent by DM: {refused.code}")
         return Done("replied")
-
-    def _reply_text(self, news: News, request: CopyRequest, payload: dict[str, Any]) -> str | None:
-        if news == News.REMINDER and request.state != State.PENDING_APPROVAL:
-            return None  # decided since: nobody needs reminding
-        if news == News.FROZEN:
-            return replies.frozen_reply(request, payload.get("status") or "FROZEN")
-        if news == News.APPROVAL:
-            return replies.approval_reply(request, by=payload["by"], count=payload["count"])
-        if news == News.DWS_RETRYING:
-            return replies.dws_retrying_reply(
-                attempt=payload["attempt"],
-                next_in=payload["next_in_seconds"],
-                error=payload["error"],
-            )
-        reply = REPLIES.get(news)
-        return reply(request) if reply is not None else None
 
     # --- where it cannot go ------------------------------------------------------------------
 
@@ -305,4 +277,3 @@ def _retry_after(error: SlackApiError) -> float | None:
         return float(value) if value is not None else 1.0
     except ValueError:
         return 1.0
-

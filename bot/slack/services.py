@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from bot.catalog import SnapshotCatalog
 from bot.lifecycle import CopyService
+from bot.retention import Retention
 from bot.roles import RoleResolver
 from bot.slack.deferred import AfterAck
 from bot.store import Store
@@ -14,6 +15,7 @@ from bot.store import Store
 @dataclass(frozen=True)
 class Services:
     copies: CopyService
+    retention: Retention
     store: Store
     roles: RoleResolver
     catalog: SnapshotCatalog

@@ -7,11 +7,12 @@ User text is escaped before it reaches mrkdwn (`escape`), so a description such 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.domain import CopyRequest, State
 from bot.dws import Listed
+from bot.policy import Lifecycle
 from bot.slack.ids import Action, Block, Callback
 from bot.slack.sandbox import mark
 
@@ -28,6 +29,7 @@ STATE_LABEL = {
     State.APPROVED: ":white_check_mark: Approved, copy starting",
     State.COPYING: ":arrows_counterclockwise: Copying",
     State.SUCCEEDED: ":white_check_mark: Copied, AVAILABLE",
+    State.DELETED: ":wastebasket: Copied, kept its time, and deleted",
     State.FAILED: ":x: Failed",
     State.DENIED: ":no_entry: Denied",
     State.EXPIRED: ":alarm_clock: Expired",
@@ -72,6 +74,7 @@ def copy_modal(
     snapshot_id: str | None = None,
     ask_channel: bool = False,
     sandbox: bool = False,
+    keep: Lifecycle | None = None,
 ) -> dict[str, Any]:
     """The form behind `/snapcopy`, the message shortcut and App Home's "New copy"."""
     id_input: dict[str, Any] = {
@@ -142,6 +145,8 @@ def copy_modal(
             },
         },
     ]
+    if keep is not None and (keep.keep_days or keep.max_keep_days):
+        blocks.append(keep_until_input(keep))
     if ask_channel:
         blocks.append(
             {
@@ -166,6 +171,30 @@ def copy_modal(
         "close": _plain("Cancel"),
         "private_metadata": json.dumps({"channel_id": channel_id, "thread_ts": thread_ts}),
         "blocks": blocks,
+    }
+
+
+def keep_until_input(keep: Lifecycle) -> dict[str, Any]:
+    """The modal's "Keep until" day: `keep_days` ahead unless changed, at most `max_keep_days`.
+    A cluster's rule may say otherwise; it is checked when the form is sent."""
+    today = datetime.now(UTC).date()
+    picker: dict[str, Any] = {"type": "datepicker", "action_id": Action.KEEP_UNTIL}
+    hint = "Left empty: "
+    if keep.keep_days:
+        picker["initial_date"] = (today + timedelta(days=keep.keep_days)).isoformat()
+        hint += f"{keep.keep_days:g} days from now."
+    else:
+        hint += "kept until someone deletes it."
+    if keep.max_keep_days:
+        hint += f" At most {keep.max_keep_days:g} days."
+    hint += " Then its deletion is asked for, and approved like the copy."
+    return {
+        "type": "input",
+        "block_id": Block.KEEP_UNTIL,
+        "optional": True,
+        "label": _plain("Keep the copy until"),
+        "hint": _plain(hint),
+        "element": picker,
     }
 
 
@@ -252,6 +281,8 @@ def request_blocks(request: CopyRequest, *, sandbox: bool = False) -> Blocks:
                 f"status *{escape(request.snapshot_status or 'unknown')}*"
             )
         )
+    if request.keep_until and request.state != State.DELETED:
+        blocks.append(_context(f":calendar: Kept until {slack_date(request.keep_until)}"))
     if request.state == State.PENDING_APPROVAL:
         blocks.append(decision_buttons(request))
     if request.state == State.FAILED:
@@ -264,15 +295,11 @@ def approval_line(request: CopyRequest) -> str:
     """Who may approve, how many approvals it needs and has, and until when."""
     who = mentions(request.approvers) if request.approvers else "the approvers"
     needed = request.approvals_needed
-    line = (
-        f"*Approval*: {needed} approval{'s' if needed != 1 else ''} from {who} (or an admin)"
-    )
+    line = f"*Approval*: {needed} approval{'s' if needed != 1 else ''} from {who} (or an admin)"
     if request.expires_at:
         line += f" · expires {slack_date(request.expires_at)}"
     if request.approvals:
-        line += (
-            f"\n{len(request.approvals)} of {needed} approvals: {mentions(request.approvals)}"
-        )
+        line += f"\n{len(request.approvals)} of {needed} approvals: {mentions(request.approvals)}"
     return line
 
 
@@ -403,8 +430,38 @@ def home_view(
         line = f"*{request.label}* {escape(request.backup_name)} · {STATE_LABEL[request.state]}"
         if request.new_snapshot_id:
             line += f"\nnew snapshot `{request.new_snapshot_id}`"
+        kept = request.state == State.SUCCEEDED and request.new_snapshot_id
+        if kept:
+            until = slack_date(request.keep_until) if request.keep_until else "someone deletes it"
+            line += f" · kept until {until}"
         blocks.append(_section(line))
+        if kept and request.deletion is None:
+            blocks.append(retention_buttons(request, Action.KEEP_MORE, Action.DELETE_NOW))
     return {"type": "home", "blocks": blocks[:100]}
+
+
+_RETENTION_BUTTONS: dict[Action, tuple[str, str | None]] = {
+    Action.KEEP_MORE: ("Keep 30 more days", "primary"),
+    Action.DELETE_NOW: ("Delete now", "danger"),
+    Action.APPROVE_DELETE: ("Delete", "danger"),
+}
+
+
+def retention_buttons(request: CopyRequest, *actions: Action) -> dict[str, Any]:
+    """Buttons about keeping or deleting a request's copy."""
+    elements = []
+    for action in actions:
+        text, style = _RETENTION_BUTTONS[action]
+        button: dict[str, Any] = {
+            "type": "button",
+            "action_id": action,
+            "text": _plain(text),
+            "value": str(request.id),
+        }
+        if style:
+            button["style"] = style
+        elements.append(button)
+    return {"type": "actions", "block_id": f"{Block.RETENTION}_{request.id}", "elements": elements}
 
 
 def snapshot_option(listed: Listed, *, show_region: bool = False) -> dict[str, Any]:

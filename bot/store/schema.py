@@ -97,6 +97,24 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE requests ADD COLUMN region TEXT;
     """,
+    """
+    ALTER TABLE requests ADD COLUMN keep_until TEXT;
+    ALTER TABLE requests ADD COLUMN warn_at TEXT;
+    ALTER TABLE requests ADD COLUMN max_keep_days REAL;
+    ALTER TABLE requests ADD COLUMN warn_before_days REAL;
+    ALTER TABLE requests ADD COLUMN delete_requires_approval INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE requests ADD COLUMN deletion TEXT;
+    ALTER TABLE requests ADD COLUMN delete_asked_by TEXT;
+    ALTER TABLE requests ADD COLUMN delete_approved_by TEXT;
+    CREATE INDEX requests_keep_until ON requests (keep_until) WHERE keep_until IS NOT NULL;
+    CREATE INDEX requests_warn_at ON requests (warn_at) WHERE warn_at IS NOT NULL;
+    CREATE TABLE delete_approvals (
+        request_id INTEGER NOT NULL REFERENCES requests (id),
+        user_id TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (request_id, user_id)
+    );
+    """,
 )
 
 

@@ -18,37 +18,39 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import sqlite_utils
 
 from bot.clock import now_iso
 from bot.domain import CopyRequest, NewRequest, State
 from bot.store.pool import Pool
+from bot.store.rows import add_event, conditions, decode, encode
 from bot.store.schema import migrate
 from bot.work import queue as work_queue
 from bot.work.queue import Claimed, Queue, Work
 
 POOL_SIZE = 8
 
-REQUEST_COLUMNS = tuple(CopyRequest.model_fields)
-# Columns that hold a JSON list.
-LIST_COLUMNS = frozenset({"dws_request_ids", "approvers", "notify"})
-
 
 @dataclass(frozen=True)
 class Counted:
     """What one more approval does, as the lifecycle decides it: the event it writes (with
-    its details), the state the request moves to (None: it stays), and the work it causes."""
+    its details), the request's fields it changes (its state among them), and its work."""
 
     event: str
     details: dict[str, Any]
-    to: State | None
+    fields: dict[str, Any]
     work: Sequence[Work]
+
+
+ApprovalTable = Literal["approvals", "delete_approvals"]
+# Times of a request that the sweeper acts on once they have come.
+DueColumn = Literal["expires_at", "remind_at", "warn_at", "keep_until"]
 
 
 class NameInUse(Exception):
@@ -116,7 +118,7 @@ class Store:
         """Record a request, its `requested` event (and `approved` when no approval is needed)
         and the work it causes, in one transaction."""
         stamp = now_iso()
-        row = _encode(new.model_dump()) | {
+        row = encode(new.model_dump()) | {
             "state": state.value,
             "created_at": stamp,
             "updated_at": stamp,
@@ -127,9 +129,9 @@ class Store:
                 request_id = int(str(db.table("requests").insert(row).last_pk))
             except sqlite3.IntegrityError:
                 raise NameInUse(new.backup_name, self._live_id_for(db, new.backup_name)) from None
-            _add_event(db, request_id, "requested", actor, new.model_dump(), stamp)
+            add_event(db, request_id, "requested", actor, new.model_dump(), stamp)
             if approved_event is not None:
-                _add_event(db, request_id, "approved", None, approved_event, stamp)
+                add_event(db, request_id, "approved", None, approved_event, stamp)
             work_queue.add(db, request_id, work, stamp)
         self._added(work)
         return self.require(request_id)
@@ -144,26 +146,29 @@ class Store:
         actor: str | None,
         details: dict[str, Any] | None = None,
         work: Sequence[Work] = (),
+        where: Mapping[str, Sequence[str | None]] | None = None,
         **fields: Any,
     ) -> CopyRequest | None:
-        """Move a request to `to` if, and only if, it is in one of `allowed_from`, and add the
-        work it causes in the same transaction.
+        """Move a request to `to` if, and only if, it is in one of `allowed_from` (and each
+        column of `where` holds one of its values, None for NULL), and add the work it causes
+        in the same transaction.
 
         Returns the updated request, or None when somebody else got there first.
         """
         sources = [state.value for state in allowed_from]
         stamp = now_iso()
-        assignments = {"state": to.value, "updated_at": stamp, **_encode(fields)}
+        assignments = {"state": to.value, "updated_at": stamp, **encode(fields)}
         sets = ", ".join(f"[{column}] = ?" for column in assignments)
         marks = ", ".join("?" for _ in sources)
+        guard, values = conditions(where or {})
         with self._transaction() as db:
             cursor = db.execute(
-                f"UPDATE requests SET {sets} WHERE id = ? AND state IN ({marks})",
-                [*assignments.values(), request_id, *sources],
+                f"UPDATE requests SET {sets} WHERE id = ? AND state IN ({marks}){guard}",
+                [*assignments.values(), request_id, *sources, *values],
             )
             if cursor.rowcount != 1:
                 return None
-            _add_event(db, request_id, event, actor, details or {}, stamp)
+            add_event(db, request_id, event, actor, details or {}, stamp)
             work_queue.add(db, request_id, work, stamp)
         self._added(work)
         return self.require(request_id)
@@ -182,34 +187,39 @@ class Store:
         stamp = now_iso()
         with self._transaction() as db:
             if fields:
-                db.table("requests").update(request_id, {**_encode(fields), "updated_at": stamp})
+                db.table("requests").update(request_id, {**encode(fields), "updated_at": stamp})
             if event:
-                _add_event(db, request_id, event, actor, details or {}, stamp)
+                add_event(db, request_id, event, actor, details or {}, stamp)
             work_queue.add(db, request_id, work, stamp)
         self._added(work)
         return self.require(request_id)
 
     def count_approval(
-        self, request_id: int, user_id: str, decide: Callable[[list[str], int], Counted]
+        self,
+        request_id: int,
+        user_id: str,
+        decide: Callable[[list[str], int], Counted],
+        *,
+        waiting: Callable[[CopyRequest], bool],
+        table: ApprovalTable = "approvals",
     ) -> tuple[str, CopyRequest]:
-        """Count `user_id`'s approval of a waiting request, in one transaction; `decide` says,
-        from everyone who approved so far and how many are needed, what that approval does.
+        """Count `user_id`'s approval in one transaction: of the copy (`approvals`) or of the
+        deletion of its copy (`delete_approvals`). `waiting` says whether the request waits
+        for such approvals; `decide` says, from everyone who approved so far and how many are
+        needed, what this approval does.
 
         Returns "counted" (and the `Counted` was written), "again" (this person had approved
-        it already) or "handled" (it is not waiting for approval any more), and the request.
-        The approvals table's key makes a person count once, however often and wherever
-        (thread, App Home, another process) they click.
+        already) or "handled" (it is not waiting any more), and the request. The table's key
+        makes a person count once, however often and wherever they click.
         """
         stamp = now_iso()
         work: Sequence[Work] = ()
         with self._transaction() as db:
-            row = db.execute(
-                "SELECT state, approvals_needed FROM requests WHERE id = ?", [request_id]
-            ).fetchone()
-            if row is None or row[0] != State.PENDING_APPROVAL.value:
+            rows = list(db.query("SELECT * FROM requests WHERE id = ?", [request_id]))
+            if not rows or not waiting(decode(rows[0])):
                 outcome = "handled"
             elif not db.execute(
-                "INSERT OR IGNORE INTO approvals (request_id, user_id, at) VALUES (?, ?, ?)",
+                f"INSERT OR IGNORE INTO {table} (request_id, user_id, at) VALUES (?, ?, ?)",
                 [request_id, user_id, stamp],
             ).rowcount:
                 outcome = "again"
@@ -218,40 +228,39 @@ class Store:
                 users = [
                     user
                     for (user,) in db.execute(
-                        "SELECT user_id FROM approvals WHERE request_id = ? ORDER BY at, rowid",
+                        f"SELECT user_id FROM {table} WHERE request_id = ? ORDER BY at, rowid",
                         [request_id],
                     ).fetchall()
                 ]
-                counted = decide(users, int(row[1]))
+                counted = decide(users, int(rows[0]["approvals_needed"]))
                 work = counted.work
-                fields = {"approved_by": ",".join(users), "updated_at": stamp}
-                if counted.to is not None:
-                    fields["state"] = counted.to.value
+                fields = {**encode(counted.fields), "updated_at": stamp}
                 db.table("requests").update(request_id, fields)
-                _add_event(db, request_id, counted.event, user_id, counted.details, stamp)
+                add_event(db, request_id, counted.event, user_id, counted.details, stamp)
                 work_queue.add(db, request_id, work, stamp)
         self._added(work)
         return outcome, self.require(request_id)
 
-    def due_reminders(self, now: str) -> list[CopyRequest]:
-        rows = self._query(
-            "SELECT * FROM requests WHERE remind_at IS NOT NULL AND remind_at <= ? AND state = ?",
-            [now, State.PENDING_APPROVAL.value],
-        )
-        return [_decode(row) for row in rows]
+    def forget_delete_approvals(self, request_id: int) -> None:
+        """A deletion that was called off: its approvals count for no later one."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM delete_approvals WHERE request_id = ?", [request_id])
 
-    def take_reminder(self, request_id: int, work: Sequence[Work]) -> bool:
-        """Clear a due reminder and add its work, once, whoever else tries at the same time."""
+    def take_mark(
+        self, request_id: int, column: DueColumn, state: State, event: str, work: Sequence[Work]
+    ) -> bool:
+        """Clear a due time (a reminder, a warning) of a request in `state`, write `event` and
+        add its work, once, whoever else tries at the same time."""
         stamp = now_iso()
         with self._transaction() as db:
             cursor = db.execute(
-                "UPDATE requests SET remind_at = NULL WHERE id = ? AND remind_at IS NOT NULL"
+                f"UPDATE requests SET [{column}] = NULL WHERE id = ? AND [{column}] IS NOT NULL"
                 " AND state = ?",
-                [request_id, State.PENDING_APPROVAL.value],
+                [request_id, state.value],
             )
             if cursor.rowcount != 1:
                 return False
-            _add_event(db, request_id, "reminded", None, {}, stamp)
+            add_event(db, request_id, event, None, {}, stamp)
             work_queue.add(db, request_id, work, stamp)
         self._added(work)
         return True
@@ -278,7 +287,7 @@ class Store:
         """An event that changes no state: a refusal, a failed Slack call, a status seen."""
         stamp = now_iso()
         with self._transaction() as db:
-            _add_event(db, request_id, kind, actor, details or {}, stamp)
+            add_event(db, request_id, kind, actor, details or {}, stamp)
             if request_id is not None:
                 work_queue.add(db, request_id, work, stamp)
         self._added(work)
@@ -313,7 +322,7 @@ class Store:
             work_queue.finish(db, claimed, outcome, stamp)
             if fields:
                 db.table("requests").update(
-                    claimed.request_id, {**_encode(fields), "updated_at": stamp}
+                    claimed.request_id, {**encode(fields), "updated_at": stamp}
                 )
             work_queue.add(db, claimed.request_id, work, stamp)
         self._added(work)
@@ -340,7 +349,7 @@ class Store:
             if event is not None:
                 for request_id, queue_name, kind in released:
                     details = {"holder": worker, "queue": queue_name, "kind": kind}
-                    _add_event(db, request_id, event, None, details, stamp)
+                    add_event(db, request_id, event, None, details, stamp)
         return sorted({request_id for request_id, _, _ in released})
 
     def lease_holders(self) -> list[str]:
@@ -375,7 +384,7 @@ class Store:
 
     def get(self, request_id: int) -> CopyRequest | None:
         rows = self._query("SELECT * FROM requests WHERE id = ?", [request_id])
-        return _decode(rows[0]) if rows else None
+        return decode(rows[0]) if rows else None
 
     def require(self, request_id: int) -> CopyRequest:
         request = self.get(request_id)
@@ -407,14 +416,16 @@ class Store:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        return [_decode(row) for row in self._query(sql, params)]
+        return [decode(row) for row in self._query(sql, params)]
 
-    def due_to_expire(self, now: str) -> list[CopyRequest]:
+    def due(self, column: DueColumn, now: str, state: State) -> list[CopyRequest]:
+        """Requests in `state` whose `column` time has come, oldest first."""
         rows = self._query(
-            "SELECT * FROM requests WHERE state = ? AND expires_at IS NOT NULL AND expires_at <= ?",
-            [State.PENDING_APPROVAL.value, now],
+            f"SELECT * FROM requests WHERE state = ? AND [{column}] IS NOT NULL"
+            f" AND [{column}] <= ? ORDER BY id",
+            [state.value, now],
         )
-        return [_decode(row) for row in rows]
+        return [decode(row) for row in rows]
 
     def unposted(self, *, since: str) -> list[CopyRequest]:
         """Requests made since `since` whose message was never posted."""
@@ -422,7 +433,7 @@ class Store:
             "SELECT * FROM requests WHERE message_ts IS NULL AND created_at >= ? ORDER BY id",
             [since],
         )
-        return [_decode(row) for row in rows]
+        return [decode(row) for row in rows]
 
     def without_dws_job(self, states: Iterable[State]) -> list[CopyRequest]:
         """Requests in `states` that no unfinished DWS job is working on."""
@@ -432,7 +443,7 @@ class Store:
             f" AND {work_queue.WITHOUT_DWS_JOB} ORDER BY id",
             values,
         )
-        return [_decode(row) for row in rows]
+        return [decode(row) for row in rows]
 
     def events(
         self, request_id: int | None = None, *, limit: int | None = None
@@ -457,32 +468,3 @@ class Store:
             )
         )
         return int(rows[0]["id"]) if rows else None
-
-
-def _add_event(
-    db: sqlite_utils.Database,
-    request_id: int | None,
-    kind: str,
-    actor: str | None,
-    details: dict[str, Any],
-    at: str,
-) -> None:
-    db.execute(
-        "INSERT INTO events (request_id, kind, actor, at, details) VALUES (?, ?, ?, ?, ?)",
-        [request_id, kind, actor, at, json.dumps(details, sort_keys=True, default=str)],
-    )
-
-
-def _encode(fields: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(fields) - set(REQUEST_COLUMNS)
-    if unknown:
-        raise ValueError(f"not request columns: {sorted(unknown)}")
-    return {
-        key: json.dumps(value) if isinstance(value, list) else value
-        for key, value in fields.items()
-    }
-
-
-def _decode(row: dict[str, Any]) -> CopyRequest:
-    lists = {column: json.loads(row.get(column) or "[]") for column in LIST_COLUMNS}
-    return CopyRequest.model_validate(row | lists)

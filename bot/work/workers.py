@@ -60,6 +60,19 @@ Result = Done | Retry
 Handler = Callable[[Claimed], Result]
 
 
+def by_kind(handlers: dict[str, Handler]) -> Handler:
+    """One queue's handler made of one handler per kind of row."""
+
+    def handle(claimed: Claimed) -> Result:
+        handler = handlers.get(claimed.kind)
+        if handler is None:
+            log.error("unknown kind of work", extra={"work_id": claimed.id, "kind": claimed.kind})
+            return Done("unknown kind")
+        return handler(claimed)
+
+    return handle
+
+
 def holder_name() -> str:
     """Who holds a lease: host and pid (so a dead holder on this host can be recognised) and a
     random part (so a reused pid is not mistaken for the old holder)."""

@@ -116,7 +116,7 @@ def test_each_event_delivery_is_handled_once(store: Store) -> None:
     assert store.first_delivery("Ev2") is True
 
 
-def test_due_to_expire_lists_only_pending_requests_past_their_deadline(store: Store) -> None:
+def test_due_expiries_list_only_pending_requests_past_their_deadline(store: Store) -> None:
     old = store.create(
         new("old-one"),
         state=State.PENDING_APPROVAL,
@@ -132,7 +132,7 @@ def test_due_to_expire_lists_only_pending_requests_past_their_deadline(store: St
     done = store.create(
         new("done-one"), state=State.APPROVED, expires_at="2020-01-01T00:00:00.000Z", actor="U1"
     )
-    due = store.due_to_expire("2026-11-28T00:00:00.000Z")
+    due = store.due("expires_at", "2026-11-28T00:00:00.000Z", State.PENDING_APPROVAL)
     assert [r.id for r in due] == [old.id]
     assert done.id not in [r.id for r in due]
 

@@ -1,0 +1,59 @@
+"""Rows of the `requests` and `events` tables, as the store writes and reads them: request
+fields encoded for their columns (lists as JSON), rows decoded into `CopyRequest`s, events
+appended, and the conditions of a guarded update."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlite_utils
+
+from bot.domain import CopyRequest
+
+REQUEST_COLUMNS = tuple(CopyRequest.model_fields)
+# Columns that hold a JSON list.
+LIST_COLUMNS = frozenset({"dws_request_ids", "approvers", "notify"})
+
+
+def add_event(
+    db: sqlite_utils.Database,
+    request_id: int | None,
+    kind: str,
+    actor: str | None,
+    details: dict[str, Any],
+    at: str,
+) -> None:
+    db.execute(
+        "INSERT INTO events (request_id, kind, actor, at, details) VALUES (?, ?, ?, ?, ?)",
+        [request_id, kind, actor, at, json.dumps(details, sort_keys=True, default=str)],
+    )
+
+
+def conditions(where: Mapping[str, Sequence[str | None]]) -> tuple[str, list[str]]:
+    """` AND ([column] IS NULL OR [column] IN (?, ...))` for each column, and the values."""
+    sql, values = "", []
+    for column in encode(dict.fromkeys(where)):
+        allowed = [value for value in where[column] if value is not None]
+        either = [f"[{column}] IS NULL"] if None in where[column] else []
+        if allowed:
+            either.append(f"[{column}] IN ({', '.join('?' for _ in allowed)})")
+            values += allowed
+        sql += f" AND ({' OR '.join(either) or 'FALSE'})"
+    return sql, values
+
+
+def encode(fields: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(fields) - set(REQUEST_COLUMNS)
+    if unknown:
+        raise ValueError(f"not request columns: {sorted(unknown)}")
+    return {
+        key: json.dumps(value) if isinstance(value, list) else value
+        for key, value in fields.items()
+    }
+
+
+def decode(row: dict[str, Any]) -> CopyRequest:
+    lists = {column: json.loads(row.get(column) or "[]") for column in LIST_COLUMNS}
+    return CopyRequest.model_validate(row | lists)
