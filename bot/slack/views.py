@@ -431,9 +431,8 @@ def home_view(
         if request.new_snapshot_id:
             line += f"\nnew snapshot `{request.new_snapshot_id}`"
         kept = request.state == State.SUCCEEDED and request.new_snapshot_id
-        if kept:
-            until = slack_date(request.keep_until) if request.keep_until else "someone deletes it"
-            line += f" · kept until {until}"
+        if kept and request.keep_until:
+            line += f" · kept until {slack_date(request.keep_until)}"
         blocks.append(_section(line))
         if kept and request.deletion is None:
             blocks.append(retention_buttons(request, Action.KEEP_MORE, Action.DELETE_NOW))
