@@ -435,7 +435,9 @@ def home_view(
             line += f" · kept until {slack_date(request.keep_until)}"
         blocks.append(_section(line))
         if kept and request.deletion is None:
-            blocks.append(retention_buttons(request, Action.KEEP_MORE, Action.DELETE_NOW))
+            # A copy with no keep-until is kept anyway: only deleting it is a choice.
+            choices = (Action.KEEP_MORE,) if request.keep_until else ()
+            blocks.append(retention_buttons(request, *choices, Action.DELETE_NOW))
     return {"type": "home", "blocks": blocks[:100]}
 
 

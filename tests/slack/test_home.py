@@ -163,7 +163,8 @@ def test_requester_sees_their_requests_with_state_and_new_snapshot_id(
         f"new snapshot `{done.new_snapshot_id}`",
     ]
     assert waiting_part(view) == ["Nothing waits for you."], "a requester approves nothing"
-    assert home_buttons(view) == [(Action.NEW_COPY, None)]
+    # A copy kept with no date may only be deleted from here (bot/retention.py).
+    assert home_buttons(view) == [(Action.NEW_COPY, None), (Action.DELETE_NOW, str(copied.id))]
 
 
 def test_my_own_request_does_not_wait_for_my_approval(
