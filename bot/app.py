@@ -26,6 +26,7 @@ from bot.catalog import SnapshotCatalog
 from bot.deletion_jobs import Deleter
 from bot.dws import AkSkAuth, DwsClient, DwsTarget, RegionalDws, RetryPolicy, build_http_client
 from bot.dws_jobs import COPY, FOLLOW, Copier
+from bot.incident import Incident
 from bot.lifecycle import CopyService
 from bot.metrics import Metrics, System
 from bot.policy import Policy
@@ -39,6 +40,7 @@ from bot.slack.outbox import SlackOutbox
 from bot.slack.sandbox import SandboxRespond
 from bot.slack.services import Services
 from bot.slack.startup import check_token, keep_checking
+from bot.stakes import StakesReader
 from bot.store import Store
 from bot.sweeper import Sweeper
 from bot.work.backoff import Backoff
@@ -131,14 +133,17 @@ def build_runtime(
     )
     roles = RoleResolver(policy, lambda group: _group_members(client, group))
     workers = _workers(settings, store, metrics, jobs_dws, client, roles, sandbox=sandbox)
-    copies = CopyService(store, dws, policy, roles)
+    stakes = StakesReader(store, jobs_dws)
+    copies = CopyService(store, dws, policy, roles, stakes)
     catalog = SnapshotCatalog(dws)
     after_ack = AfterAck()
-    closers += [catalog.close, after_ack.close, roles.close, copies.close]
+    closers += [catalog.close, after_ack.close, roles.close, copies.close, stakes.close]
     retention = Retention(store, roles)
+    incident = Incident(store, roles)
     services = Services(
         copies=copies,
         retention=retention,
+        incident=incident,
         store=store,
         roles=roles,
         catalog=catalog,
@@ -156,7 +161,7 @@ def build_runtime(
         sandbox=sandbox,
         token_unverified=not token_ok,
         stop=stop,
-        sweeper=Sweeper(copies, retention, store, policy),
+        sweeper=Sweeper(copies, retention, incident, store, policy),
         _closers=closers,
     )
 

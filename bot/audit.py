@@ -37,7 +37,7 @@ STATES = (
     "cancelled",
     "deleted",
 )
-LIST_COLUMNS = ("dws_request_ids", "approvers", "notify")
+LIST_COLUMNS = ("dws_request_ids", "approvers", "notify", "escalate_to")
 # The contract's fields come first in csv and json; the rest follow in the database's order.
 CONTRACT_FIELDS = (
     "id",
@@ -101,6 +101,11 @@ def add_arguments(audit: argparse.ArgumentParser) -> None:
         type=expiring,
         metavar="WHEN",
         help="only copies still kept whose keep-until comes before this (7d, 2026-12-31)",
+    )
+    audit.add_argument(
+        "--break-glass",
+        action="store_true",
+        help="only emergency copies (with who reviewed them, when, the verdict, and if late)",
     )
     audit.add_argument("--requester", metavar="USER", help="asked for by this Slack user ID")
     audit.add_argument("--approver", metavar="USER", help="approved by this Slack user ID")
@@ -259,6 +264,10 @@ def _requests(db: sqlite3.Connection, args: argparse.Namespace) -> list[dict[str
             raise AuditError("this audit log records no keep-until dates (it is older).")
         where.append("state = 'succeeded' AND keep_until IS NOT NULL AND keep_until <= ?")
         params.append(args.expiring)
+    if args.break_glass:
+        if "break_glass" not in columns:
+            raise AuditError("this audit log records no emergency copies (it is older).")
+        where.append("break_glass = 1")
     if args.requester:
         where.append("requested_by = ?")
         params.append(args.requester)

@@ -99,6 +99,13 @@ class _SourceAndApproval(BaseModel):
     max_keep_days: float | None = None
     warn_before_days: float | None = None
     delete_requires_approval: bool = True
+    # Escalation: who is asked, and may approve, once `escalate_at` passes with approvals
+    # missing (empty: nobody).
+    escalate_at: str | None = None
+    escalate_to: list[str] = []
+    # Copied at once by someone allowed to break the glass, and reviewed afterwards.
+    break_glass: bool = False
+    review_due_at: str | None = None  # the review is overdue after this (None: not owed)
 
 
 class CopyRequest(_SourceAndApproval):
@@ -128,6 +135,20 @@ class CopyRequest(_SourceAndApproval):
     created_at: str
     updated_at: str
     expires_at: str | None = None
+    # What was at stake when it was asked for, read from DWS (None: unknown); `stakes_at` is
+    # when that was read (None: not yet).
+    source_expires_at: str | None = None
+    storage_used: float | None = None
+    storage_free: float | None = None
+    storage_paid: float | None = None
+    cluster_status: str | None = None
+    cluster_task: str | None = None
+    stakes_at: str | None = None
+    escalated_at: str | None = None
+    reviewed_by: str | None = None
+    reviewed_at: str | None = None
+    review_verdict: str | None = None  # "ok" or "flagged"
+    review_late: bool = False
     deletion: Deletion | None = None
     delete_asked_by: str | None = None
     # Everyone who approved the deletion, in order, comma-separated.

@@ -107,6 +107,9 @@ class Copier:
                 f"A snapshot named {request.backup_name} already exists in DWS, so nothing was "
                 "copied; ask again with another name.",
             )
+        busy = self._busy_with(request)
+        if busy is not None:
+            return self._wait_for_cluster(job, request, busy)
         copying = self.store.transition(
             request.id,
             allowed_from=[State.APPROVED],
@@ -118,6 +121,29 @@ class Copier:
         if copying is None:
             return Done("decided elsewhere")
         return self._call(job, copying)
+
+    def _busy_with(self, request: CopyRequest) -> str | None:
+        """The operation the source's cluster is running (SNAPSHOTTING, RESTORING, …), if
+        DWS says; a cluster DWS cannot tell about is not waited for (the copy call finds out)."""
+        if not request.cluster_id:
+            return None
+        try:
+            return self._dws(request).get_cluster(request.cluster_id).task_status or None
+        except DwsError:
+            return None
+
+    def _wait_for_cluster(self, job: Claimed, request: CopyRequest, task: str) -> Result:
+        """An approved copy waits for its cluster instead of failing; the thread hears once."""
+        problem = f"cluster_busy:{task}"
+        if problem != job.problem:
+            self.store.record_event(
+                request.id,
+                "cluster_busy",
+                None,
+                {"task_status": task},
+                work=tell(News.CLUSTER_BUSY, task=task),
+            )
+        return Retry(after=self.poll_seconds, error=f"cluster busy: {task}", problem=problem)
 
     def _resume(self, job: Claimed, request: CopyRequest) -> Result:
         """The copy may have been made by an earlier run whose answer never arrived."""
@@ -323,4 +349,3 @@ def _failure(error: DwsError | InvalidInput | str) -> tuple[str, str | None, str
     if isinstance(error, InvalidInput):
         return error.message, "invalid_input", None
     return error, None, None
-

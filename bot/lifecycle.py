@@ -38,15 +38,16 @@ from bot.errors import (
     UnknownRequest,
 )
 from bot.form import REASON_MAX_CHARS, CopyForm, FormChecker, validate
-from bot.notifier import News, announce, tell
+from bot.incident import escalation, review_owed
+from bot.notifier import News, announce, notify, tell
 from bot.policy import ApprovalPolicy, Policy
 from bot.retention import keeping
 from bot.roles import RoleResolver
+from bot.stakes import StakesReader
 from bot.store import Counted, NameInUse, Store
 from bot.work.queue import Queue, Work
 
 log = logging.getLogger(__name__)
-
 
 
 class CopyService:
@@ -56,11 +57,13 @@ class CopyService:
         dws: RegionalDws,
         policy: Policy,
         roles: RoleResolver,
+        stakes: StakesReader | None = None,
     ) -> None:
         self.store = store
         self.dws = dws
         self.policy = policy
         self.roles = roles
+        self.stakes = stakes
         self.forms = FormChecker(dws)
 
     # --- asking --------------------------------------------------------------------------
@@ -92,30 +95,56 @@ class CopyService:
         thread_ts: str | None = None,
         reason: str | None = None,
         keep_until: date | None = None,
+        break_glass: bool = False,
     ) -> CopyRequest:
         """Everything between a filled-in form and a recorded request, in this order: the role
         first (nobody without it learns anything from DWS), then DWS's rules, then DWS itself.
+        With `break_glass`, someone allowed to copies at once and is reviewed afterwards.
         """
         self.ensure_role(requested_by, Role.REQUESTER, action="request snapshot copies")
+        if break_glass:
+            self.ensure_break_glass(requested_by)
         form = validate(snapshot_id, backup_name, description, reason)
         if not channel_id:
             raise BadInput("channel", "Choose the channel where the request is posted.")
         found = self.forms.precheck(form)
         source = found.snapshot if found else None
         approval = self._approval_for(form, source)
-        if approval.settings.require_reason and not form.reason:
+        if (approval.settings.require_reason or break_glass) and not form.reason:
             raise BadInput(
                 "reason",
-                "Copies of this cluster's snapshots need a reason or an incident link.",
+                "An emergency copy needs a reason or an incident link."
+                if break_glass
+                else "Copies of this cluster's snapshots need a reason or an incident link.",
             )
-        return self._record(
+        request = self._record(
             form,
             found,
             approval,
             keep_until=keep_until,
+            break_glass=break_glass,
             requested_by=requested_by,
             channel_id=channel_id,
             thread_ts=thread_ts,
+        )
+        if self.stakes is not None:
+            self.stakes.look(request, source, approval.settings.urgent_within_hours)
+        return request
+
+    def may_break_glass(self, user_id: str) -> bool:
+        glass = self.policy.break_glass
+        return glass is not None and self.roles.is_among(user_id, glass.allowed)
+
+    def ensure_break_glass(self, user_id: str) -> None:
+        """Refuse (and audit) an emergency copy by anyone `[break_glass]` does not allow: a
+        forged submission gets no further than this."""
+        if self.may_break_glass(user_id):
+            return
+        self.store.record_event(None, "refused", user_id, {"action": "break glass"})
+        raise NotAllowed(
+            "Only the people the policy's [break_glass] table allows can copy without approval.",
+            needed="break_glass",
+            admins=self.roles.admins(),
         )
 
     def _approval_for(self, form: CopyForm, source: Snapshot | None) -> ApprovalPolicy:
@@ -138,42 +167,41 @@ class CopyService:
         approval: ApprovalPolicy,
         *,
         keep_until: date | None,
+        break_glass: bool,
         requested_by: str,
         channel_id: str,
         thread_ts: str | None,
     ) -> CopyRequest:
         """Record the request. With approval required it waits; otherwise it is approved."""
         settings = approval.settings
-        source = found.snapshot if found else None
         now = datetime.now(UTC)
         keep = keeping(approval.lifecycle, keep_until, now)
-        required = settings.required
+        required = settings.required and not break_glass
         remind = settings.remind_after_minutes if required else None
-        new = NewRequest(
-            source_snapshot_id=form.source_snapshot_id,
-            backup_name=form.backup_name,
-            description=form.description,
-            reason=form.reason,
+        urgent = {
+            **escalation(approval, now, required=required),
+            **(review_owed(self.policy.break_glass, now) if break_glass else {}),
+        }
+        new = _new_request(
+            form,
+            found,
+            approval,
             requested_by=requested_by,
             channel_id=channel_id,
             thread_ts=thread_ts,
-            region=found.region or None if found else None,
-            cluster_id=source.cluster_id if source else None,
-            cluster_name=source.cluster_name if source else None,
-            source_name=source.name if source else None,
-            source_started=source.started if source else None,
-            source_size=source.size if source else None,
-            approvals_needed=settings.approvals,
-            approvers=list(approval.approvers),
-            notify=list(approval.notify),
-            allow_self_approval=settings.allow_self_approval,
-            rule=approval.rule,
             remind_at=iso(now + timedelta(minutes=remind)) if remind else None,
             **keep,
+            **urgent,
         )
         expires = now + timedelta(minutes=settings.expires_after_minutes)
         # Without approval the copy starts whether or not the message can be posted.
         work: list[Work] = [announce()] if required else [announce(), copy_job()]
+        if break_glass:
+            assert self.policy.break_glass is not None  # ensure_break_glass checked it
+            work += (
+                *tell(News.BREAK_GLASS),
+                *notify(News.BREAK_GLASS, list(self.policy.break_glass.notify)),
+            )
         try:
             request = self.store.create(
                 new,
@@ -181,7 +209,9 @@ class CopyService:
                 expires_at=iso(expires) if required else None,
                 actor=requested_by,
                 work=work,
-                approved_event=None if required else {"reason": "approval not required by policy"},
+                approved_event=None
+                if required
+                else {"reason": "break glass" if break_glass else "approval not required"},
             )
         except NameInUse as error:
             raise BadInput(
@@ -423,3 +453,32 @@ def _minutes(minutes: float) -> str:
     if minutes >= 120 and minutes % 60 == 0:
         return f"{int(minutes // 60)} hours"
     return f"{minutes:g} minutes"
+
+
+def _new_request(
+    form: CopyForm,
+    found: Listed | None,
+    approval: ApprovalPolicy,
+    **fields: Any,
+) -> NewRequest:
+    """The form, what DWS said of its source, and how it is approved, as a new request."""
+    source = found.snapshot if found else None
+    settings = approval.settings
+    return NewRequest(
+        source_snapshot_id=form.source_snapshot_id,
+        backup_name=form.backup_name,
+        description=form.description,
+        reason=form.reason,
+        region=found.region or None if found else None,
+        cluster_id=source.cluster_id if source else None,
+        cluster_name=source.cluster_name if source else None,
+        source_name=source.name if source else None,
+        source_started=source.started if source else None,
+        source_size=source.size if source else None,
+        approvals_needed=settings.approvals,
+        approvers=list(approval.approvers),
+        notify=list(approval.notify),
+        allow_self_approval=settings.allow_self_approval,
+        rule=approval.rule,
+        **fields,
+    )

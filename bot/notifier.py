@@ -5,7 +5,8 @@ Slack layer (bot/slack/outbox.py) delivers them in order, per request:
 
 - `announce`: post the request message (the thread root), showing the state at delivery time;
 - `root`: bring the request message up to date (coalesced: one waiting root update is enough);
-- `news`: a thread reply about one piece of `News`, with `details` the reply needs.
+- `news`: a thread reply about one piece of `News`, with `details` the reply needs;
+- `notify`: a piece of `News` sent to people or channels outside the thread.
 """
 
 from __future__ import annotations
@@ -42,12 +43,19 @@ class News(StrEnum):
     DELETE_STARTED = "delete_started"
     DELETED = "deleted"
     DELETE_FAILED = "delete_failed"
+    # Approving in an incident.
+    ESCALATED = "escalated"
+    CLUSTER_BUSY = "cluster_busy"  # an approved copy waits for its cluster
+    BREAK_GLASS = "break_glass"  # copied without approval: told, and reviewed afterwards
+    REVIEWED = "reviewed"
+    REVIEW_OVERDUE = "review_overdue"
 
 
 class Say(StrEnum):
     ANNOUNCE = "announce"
     ROOT = "root"
     NEWS = "news"
+    NOTIFY = "notify"  # `news` told to people or channels outside the thread, by message
 
 
 def announce() -> Work:
@@ -56,6 +64,13 @@ def announce() -> Work:
 
 def update_root() -> Work:
     return Work(Queue.SLACK, Say.ROOT, coalesce=True)
+
+
+def notify(news: News, targets: list[str]) -> tuple[Work, ...]:
+    """`news` sent to each of `targets` (user or channel IDs) directly; none when empty."""
+    if not targets:
+        return ()
+    return (Work(Queue.SLACK, Say.NOTIFY, {"news": news.value, "to": targets}),)
 
 
 def tell(news: News, **details: Any) -> tuple[Work, ...]:

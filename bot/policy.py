@@ -52,6 +52,18 @@ def _listed(value: object) -> object:
 
 SlackId = Annotated[str, AfterValidator(_slack_id)]
 SlackIds = Annotated[tuple[SlackId, ...], BeforeValidator(_listed)]
+_CHANNEL_OR_ID = re.compile(r"[CGUWS][A-Z0-9]{2,}")
+
+
+def _channel_or_person(value: str) -> str:
+    if not _CHANNEL_OR_ID.fullmatch(value):
+        raise ValueError(
+            f"'{value}' is not a Slack channel ID (C…/G…), user ID (U…/W…) or user-group ID (S…)"
+        )
+    return value
+
+
+NotifyTarget = Annotated[str, AfterValidator(_channel_or_person)]
 
 # Bounds that keep every date the policy makes computable and every wait humane.
 MAX_MINUTES = 60 * 24 * 90  # 90 days
@@ -82,6 +94,9 @@ APPROVAL_KEYS = (
     "remind_after_minutes",
     "notify",
     "require_reason",
+    "urgent_within_hours",
+    "escalate_after_minutes",
+    "escalate_to",
 )
 
 
@@ -119,6 +134,10 @@ class Approval(BaseModel):
     remind_after_minutes: Minutes | None = None
     notify: SlackIds | None = None
     require_reason: StrictBool = False
+    # A source expiring sooner than this makes the request urgent: its reminder goes out at once.
+    urgent_within_hours: Annotated[float, Field(gt=0, le=24 * 31, allow_inf_nan=False)] = 6
+    escalate_after_minutes: Minutes | None = None
+    escalate_to: SlackIds = ()
 
 
 _GLOB = re.compile(r"[A-Za-z0-9_.*?!\[\]-]+")
@@ -143,9 +162,7 @@ class Rule(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    clusters: Annotated[tuple[ClusterPattern, ...], BeforeValidator(_listed)] = Field(
-        min_length=1
-    )
+    clusters: Annotated[tuple[ClusterPattern, ...], BeforeValidator(_listed)] = Field(min_length=1)
     approvers: SlackIds | None = None
     required: StrictBool | None = None
     approvals: Approvals | None = None
@@ -154,6 +171,11 @@ class Rule(BaseModel):
     remind_after_minutes: Minutes | None = None
     notify: SlackIds | None = None
     require_reason: StrictBool | None = None
+    urgent_within_hours: Annotated[float, Field(gt=0, le=24 * 31, allow_inf_nan=False)] | None = (
+        None
+    )
+    escalate_after_minutes: Minutes | None = None
+    escalate_to: SlackIds | None = None
     keep_days: Days | None = None
     max_keep_days: Days | None = None
     warn_before_days: Days | None = None
@@ -185,6 +207,16 @@ class ApprovalPolicy:
         return self.settings.notify if self.settings.notify is not None else self.approvers
 
 
+class BreakGlass(BaseModel):
+    """`[break_glass]`: who may copy at once and be reviewed afterwards. Absent: nobody."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    allowed: SlackIds = Field(min_length=1)
+    notify: tuple[NotifyTarget, ...] = ()
+    review_within_hours: Annotated[float, Field(gt=0, le=24 * 31, allow_inf_nan=False)] = 24
+
+
 class Policy(BaseModel):
     """Who may ask for a copy, who may approve one, and how approval works."""
 
@@ -193,6 +225,7 @@ class Policy(BaseModel):
     roles: Roles = Roles()
     approval: Approval = Approval()
     lifecycle: Lifecycle = Lifecycle()
+    break_glass: BreakGlass | None = None
     rules: tuple[Rule, ...] = ()
 
     def lifecycle_problems(self) -> list[tuple[int | None, str]]:
@@ -309,7 +342,8 @@ def _describe_policy_errors(error: ValidationError, rule_lines: list[int]) -> li
             problems.append(
                 f"{where}unknown key '{key}' (known: [roles] requester, approver, admin; "
                 f"[approval] {', '.join(APPROVAL_KEYS)}; [lifecycle] {', '.join(LIFECYCLE_KEYS)}; "
-                "[[rules]] clusters, approvers and any [approval] or [lifecycle] key)."
+                "[break_glass] allowed, notify, review_within_hours; [[rules]] clusters, "
+                "approvers and any [approval] or [lifecycle] key)."
             )
         else:
             message = str(item["msg"]).removeprefix("Value error, ")

@@ -90,9 +90,7 @@ class Retention:
 
     # --- keeping ---------------------------------------------------------------------------
 
-    def keep(
-        self, request_id: int, user_id: str, *, until: datetime | None = None
-    ) -> CopyRequest:
+    def keep(self, request_id: int, user_id: str, *, until: datetime | None = None) -> CopyRequest:
         """Keep a copy longer (`until`, or 30 more days), within its rule's limit; a deletion
         waiting for approval is called off."""
         request = self._copy_of(request_id, user_id, action="keep")

@@ -92,9 +92,10 @@ class RoleResolver:
     def deciders(self, request: CopyRequest) -> tuple[str, ...]:
         """Who may approve or deny this request (user and group IDs), once each: the approvers
         it names (a rule's, fixed when it was made), or the approver role where it names none,
-        and the admins, who always may."""
+        those it was escalated to, once it was, and the admins, who always may."""
         named = request.approvers or self.holders(Role.APPROVER)
-        return tuple(dict.fromkeys([*named, *self.admins()]))
+        escalated = request.escalate_to if request.escalated_at else []
+        return tuple(dict.fromkeys([*named, *escalated, *self.admins()]))
 
     def admins(self) -> tuple[str, ...]:
         """The policy's admin entries (users and groups): who can grant roles."""

@@ -2,6 +2,7 @@
 
 - requests past their deadline expire, and due reminders go out (once each, across processes);
 - copies whose keep-until is near are warned about, and those past it are asked to be deleted;
+- requests short of approvals are escalated, and overdue reviews of emergency copies too;
 - request messages Slack refused are offered to their channel again;
 - leases held by dead processes of this host are given back, so their work goes on now.
 
@@ -17,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from bot.clock import iso, now_iso
 from bot.domain import CopyRequest, State
+from bot.incident import Incident
 from bot.lifecycle import CopyService
 from bot.notifier import News, Say, announce, tell
 from bot.policy import Approval, Policy, Rule
@@ -35,10 +37,16 @@ REPOST_WITHIN_SECONDS = 24 * 3600.0
 
 class Sweeper:
     def __init__(
-        self, copies: CopyService, retention: Retention, store: Store, policy: Policy
+        self,
+        copies: CopyService,
+        retention: Retention,
+        incident: Incident,
+        store: Store,
+        policy: Policy,
     ) -> None:
         self.copies = copies
         self.retention = retention
+        self.incident = incident
         self.store = store
         self.policy = policy
         self._stop = threading.Event()
@@ -78,6 +86,8 @@ class Sweeper:
         self.remind_due()
         self.retention.warn_due()
         self.retention.delete_due()
+        self.incident.escalate_due()
+        self.incident.overdue_reviews()
         self.announce_unposted(older_than_seconds=REANNOUNCE_SECONDS)
         release_dead_holders(self.store)
 
@@ -87,7 +97,11 @@ class Sweeper:
         waits: list[float] = [
             minutes * 60
             for table in tables
-            for minutes in (table.expires_after_minutes, table.remind_after_minutes)
+            for minutes in (
+                table.expires_after_minutes,
+                table.remind_after_minutes,
+                table.escalate_after_minutes,
+            )
             if minutes is not None
         ]
         lifecycles = [self.policy.lifecycle, *map(self.policy.lifecycle_of, self.policy.rules)]
@@ -97,6 +111,8 @@ class Sweeper:
             for days in (lifecycle.keep_days, lifecycle.warn_before_days)
             if days is not None
         ]
+        if self.policy.break_glass is not None:
+            waits.append(self.policy.break_glass.review_within_hours * 3600)
         return max(0.2, min(SWEEP_SECONDS, *(wait / 4 for wait in waits)))
 
     def expire_due(self) -> list[CopyRequest]:

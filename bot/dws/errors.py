@@ -218,9 +218,7 @@ def _find_error(body: dict[str, Any], depth: int = 0) -> dict[str, Any] | None:
 
 
 def _error_keys(body: dict[str, Any]) -> tuple[str, str]:
-    return next(
-        (code, message) for code, message in _ERROR_KEYS if code in body or message in body
-    )
+    return next((code, message) for code, message in _ERROR_KEYS if code in body or message in body)
 
 
 def _text_summary(response: httpx.Response) -> str:

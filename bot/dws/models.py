@@ -45,11 +45,24 @@ class Snapshot(_Answer):
     type: str = ""
     cluster_id: str | None = None
     cluster_name: str | None = None
+    bak_keep_day: int | None = None  # an automated snapshot's retention in days, if DWS says
 
     @field_validator("name", "description", "status", "type", mode="before")
     @classmethod
     def _null_text_is_empty(cls, value: object) -> object:
         return "" if value is None else value
+
+    @field_validator("bak_keep_day", mode="before")
+    @classmethod
+    def _a_number_of_days_or_unknown(cls, value: object) -> int | None:
+        # Odd values must not cost the whole item: a retention DWS does not state is unknown.
+        if isinstance(value, bool):
+            return None
+        try:
+            days = int(str(value))
+        except (TypeError, ValueError):
+            return None
+        return days if days > 0 else None
 
     @property
     def is_automated(self) -> bool:

@@ -525,6 +525,11 @@ class DwsStandIn:
                 return _error(
                     400, "DWS.0001", f"The snapshot {source.snapshot.name} is not available."
                 )
+            operation = self.clusters.busy(source.snapshot.cluster_id)
+            if operation is not None:
+                return _error(
+                    409, "DWS.0011", f"The cluster is running another operation ({operation})."
+                )
             if any(r.snapshot.name.lower() == name.lower() for r in self._records.values()):
                 return _error(400, "DWS.0001", f"A snapshot named {name} already exists.")
             copy = Snapshot(
@@ -579,7 +584,8 @@ class DwsStandIn:
     def _view(self, record: _Record) -> dict[str, Any]:
         """The record as list and detail answers show it. Callers hold the lock."""
         snapshot = self._settled(record)
-        return _wire(snapshot, record, self._progress(record, snapshot))
+        keep_day = self.clusters.keep_day(snapshot.cluster_id)
+        return _wire(snapshot, record, self._progress(record, snapshot), keep_day)
 
     def _progress(self, record: _Record, snapshot: Snapshot) -> str:
         """How far a snapshot is, as DWS reports it: a percentage, complete unless CREATING."""
@@ -633,7 +639,7 @@ def _checked_nulls(nulls: Collection[str]) -> frozenset[str]:
     return nulled
 
 
-def _wire(snapshot: Snapshot, record: _Record, progress: str) -> dict[str, Any]:
+def _wire(snapshot: Snapshot, record: _Record, progress: str, keep_day: int) -> dict[str, Any]:
     """One snapshot as DWS answers it: every field of the SDK's `Snapshots`/`SnapshotDetail`.
 
     Fields snapcopy keeps come from the snapshot; the rest are what a healthy cluster with a
@@ -654,7 +660,7 @@ def _wire(snapshot: Snapshot, record: _Record, progress: str) -> dict[str, Any]:
         "cluster_name": snapshot.cluster_name,
         "updated": record.updated or snapshot.finished or snapshot.started,
         "bak_expected_start_time": snapshot.started,
-        "bak_keep_day": 7,
+        "bak_keep_day": keep_day,
         "bak_period": "1d",
         "db_user": "dbadmin",
         "progress": progress,

@@ -79,6 +79,10 @@ class Clusters:
             return 200, self._policy(item_id)
         return 200, {"cluster": self._cluster(item_id)}
 
+    def keep_day(self, cluster_id: str | None) -> int:
+        """How long the cluster keeps its automated snapshots."""
+        return self.keep_days.get(cluster_id or "", DEFAULT_KEEP_DAYS)
+
     def busy(self, cluster_id: str | None) -> str | None:
         """The operation a cluster is running, which makes DWS refuse others (DWS.0011)."""
         return self.task_status.get(cluster_id or "")
@@ -134,7 +138,7 @@ class Clusters:
 
     def _policy(self, cluster_id: str) -> dict[str, object]:
         return {
-            "keep_day": self.keep_days.get(cluster_id, DEFAULT_KEEP_DAYS),
+            "keep_day": self.keep_day(cluster_id),
             "backup_strategies": [
                 {"policy_id": uuid.uuid5(uuid.NAMESPACE_URL, cluster_id).hex, "backup_type": "full"}
             ],

@@ -67,6 +67,13 @@ def register(app: App, services: Services) -> None:
     )
     app.action(Action.DELETE_NOW)(decided_by(services, services.retention.ask_delete))
     app.action(Action.APPROVE_DELETE)(decided_by(services, services.retention.approve_delete))
+    # An emergency copy's review (bot/incident.py).
+    app.action(Action.REVIEW_OK)(
+        decided_by(services, lambda number, user: services.incident.review(number, user, "ok"))
+    )
+    app.action(Action.REVIEW_FLAG)(
+        decided_by(services, lambda number, user: services.incident.review(number, user, "flagged"))
+    )
 
 
 def decided_by(services: Services, decide: Callable[[int, str], object]) -> Callable[..., None]:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from bot.domain import CopyRequest, Deletion, Role, State, parse_request_id
 from bot.durations import parse_when
 from bot.errors import BadInput
-from bot.slack import views
+from bot.slack import mrkdwn, views
 from bot.slack.services import Services
 
 LIST_LIMIT = 10
@@ -50,13 +50,13 @@ def answer(services: Services, kind: str, argument: str | None, user: str) -> st
 
 def request_line(request: CopyRequest) -> str:
     line = (
-        f"*{request.label}* {views.escape(request.backup_name)} ← `{request.source_snapshot_id}`"
+        f"*{request.label}* {mrkdwn.escape(request.backup_name)} ← `{request.source_snapshot_id}`"
         f" · {views.STATE_LABEL[request.state]}"
     )
     if request.new_snapshot_id:
         line += f" · new `{request.new_snapshot_id}`"
     if request.keep_until and request.state == State.SUCCEEDED:
-        line += f" · kept until {views.slack_date(request.keep_until)}"
+        line += f" · kept until {mrkdwn.slack_date(request.keep_until)}"
     return line
 
 
@@ -65,6 +65,13 @@ def list_text(services: Services, user: str) -> str:
     waiting = waiting_for(services, user)[:LIST_LIMIT]
     parts = ["*Waiting for your approval*"]
     parts += [request_line(request) for request in waiting] or ["_nothing_"]
+    reviews = to_review(services, user)
+    if reviews:
+        parts += ["", "*Emergency copies to review*"]
+        parts += [
+            request_line(request) + (" · *review overdue*" if request.review_late else "")
+            for request in reviews
+        ]
     parts += ["", "*Your recent requests*"]
     parts += [request_line(request) for request in mine] or ["_none yet_"]
     return "\n".join(parts)
@@ -78,6 +85,18 @@ def waiting_for(services: Services, user: str, limit: int = 100) -> list[CopyReq
         if (request.requested_by != user or request.allow_self_approval)
         and user not in request.approvals
         and services.copies.may_decide(user, request)
+    ]
+
+
+def to_review(services: Services, user: str, limit: int = 100) -> list[CopyRequest]:
+    """Emergency copies this person may review that nobody has reviewed yet."""
+    return [
+        request
+        for request in services.store.find(limit=limit)
+        if request.break_glass
+        and request.reviewed_by is None
+        and request.requested_by != user
+        and services.roles.is_among(user, services.roles.deciders(request))
     ]
 
 
@@ -114,9 +133,8 @@ def keep_text(services: Services, argument: str | None, when: str, user: str) ->
     except ValueError as error:
         raise BadInput("keep_until", f"{error}.") from None
     request = services.retention.keep(number, user, until=until)
-    return (
-        f"The copy of request {request.label} is kept until {views.slack_date(request.keep_until)}."
-    )
+    until_text = mrkdwn.slack_date(request.keep_until)
+    return f"The copy of request {request.label} is kept until {until_text}."
 
 
 def cancel_text(services: Services, argument: str | None, user: str) -> str:
@@ -127,9 +145,9 @@ def cancel_text(services: Services, argument: str | None, user: str) -> str:
 def status_text(services: Services, argument: str | None, user: str) -> str:
     request = services.copies.status(_request_number(argument, "status"), user)
     lines = [request_line(request), views.outcome_line(request)]
-    lines.append(f"Requested by {views.mention(request.requested_by)} at {request.created_at}")
+    lines.append(f"Requested by {mrkdwn.mention(request.requested_by)} at {request.created_at}")
     if request.error:
-        lines.append(f"Error: {views.escape(request.error)}")
+        lines.append(f"Error: {mrkdwn.escape(request.error)}")
     return "\n".join(lines)
 
 
@@ -138,11 +156,11 @@ def roles_text(services: Services, user: str) -> str:
     if not grants:
         return (
             "You hold no snapcopy role. Ask an admin "
-            f"({views.mentions(services.roles.admins())}) to add you to the policy."
+            f"({mrkdwn.mentions(services.roles.admins())}) to add you to the policy."
         )
     roles = sorted(services.roles.roles_of(user), key=list(Role).index)
     lines = [f"Your roles: {', '.join(f'`{role}`' for role in roles)}"]
     for grant in grants:
-        source = f"through {views.mention(grant.via)}" if grant.via else "listed by user ID"
+        source = f"through {mrkdwn.mention(grant.via)}" if grant.via else "listed by user ID"
         lines.append(f"• `{grant.role}`: {source}")
     return "\n".join(lines)

@@ -11,7 +11,7 @@ from slack_sdk import WebClient
 
 from bot.domain import Role
 from bot.errors import SnapcopyError
-from bot.slack import answers, views
+from bot.slack import answers, mrkdwn, views
 from bot.slack.errors import reports_errors, sentence_for
 from bot.slack.ids import COMMAND
 from bot.slack.sandbox import mark
@@ -64,7 +64,7 @@ def register(app: App, services: Services) -> None:
                 text = sentence_for(error) or error.message
             ack(text=shown(text), response_type="ephemeral")
         elif parsed.kind == "unknown":
-            word = views.escape(parsed.argument or "")
+            word = mrkdwn.escape(parsed.argument or "")
             ack(
                 text=shown(f"I don't know `{word}`.\n{answers.help_text()}"),
                 response_type="ephemeral",
@@ -84,6 +84,7 @@ def register(app: App, services: Services) -> None:
                 trigger_id=body["trigger_id"],
                 view=views.copy_modal(
                     keep=services.copies.policy.lifecycle,
+                    break_glass=services.copies.may_break_glass(user),
                     channel_id=body["channel_id"],
                     thread_ts=None,
                     snapshot_id=parsed.argument,

@@ -23,7 +23,7 @@ from slack_sdk.webhook import WebhookClient
 
 from bot.dws import DwsError, InvalidInput
 from bot.errors import AlreadyHandled, NotAllowed, SnapcopyError
-from bot.slack import replies, views
+from bot.slack import mrkdwn, replies, views
 from bot.slack.client import is_sandboxed
 from bot.slack.sandbox import mark
 
@@ -36,7 +36,7 @@ def sentence_for(error: Exception) -> str | None:
         return replies.already_handled(error.request)
     if isinstance(error, NotAllowed):
         return (
-            f"{error.message} Ask an admin ({views.mentions(error.admins)}) to add you to the "
+            f"{error.message} Ask an admin ({mrkdwn.mentions(error.admins)}) to add you to the "
             f"`{error.needed}` role in the snapcopy policy."
         )
     if isinstance(error, SlackApiError) and _code(error) == "expired_trigger_id":

@@ -15,7 +15,7 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
 from bot.errors import BadInput, SnapcopyError
-from bot.slack import answers, views
+from bot.slack import answers, mrkdwn
 from bot.slack.errors import reports_errors, sentence_for
 from bot.slack.services import Services
 
@@ -81,6 +81,6 @@ def register(app: App, services: Services) -> None:
         elif command == "help":
             say(answers.help_text())
         else:
-            say(f"I don't know `{views.escape(command)}`.\n{MENTION_USAGE}")
+            say(f"I don't know `{mrkdwn.escape(command)}`.\n{MENTION_USAGE}")
 
     app.event("app_mention")(services.after_ack(acknowledge, mentioned))

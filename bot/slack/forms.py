@@ -44,6 +44,7 @@ class CopyModalInput(BaseModel):
     reason: str | None = None
     channel_id: str | None = None
     keep_until: date | None = None
+    break_glass: bool = False
 
     @field_validator("keep_until", mode="before")
     @classmethod
@@ -71,6 +72,9 @@ class CopyModalInput(BaseModel):
             reason=element(Block.REASON, Action.REASON).get("value"),
             channel_id=element(Block.CHANNEL, Action.CHANNEL).get("selected_conversation"),
             keep_until=element(Block.KEEP_UNTIL, Action.KEEP_UNTIL).get("selected_date"),
+            break_glass=bool(
+                element(Block.BREAK_GLASS, Action.BREAK_GLASS).get("selected_options")
+            ),
         )
 
 

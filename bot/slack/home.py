@@ -26,6 +26,7 @@ def publish_home(services: Services, client: WebClient, user_id: str) -> None:
             mine=services.store.find(requested_by=user_id, limit=HOME_LIMIT),
             can_request=Role.REQUESTER in roles,
             sandbox=services.sandbox,
+            reviews=answers.to_review(services, user_id)[:HOME_LIMIT],
         ),
     )
 
@@ -49,6 +50,7 @@ def register(app: App, services: Services) -> None:
             trigger_id=body["trigger_id"],
             view=views.copy_modal(
                 keep=services.copies.policy.lifecycle,
+                break_glass=services.copies.may_break_glass(body["user"]["id"]),
                 channel_id=None,
                 thread_ts=None,
                 ask_channel=True,

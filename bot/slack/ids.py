@@ -37,6 +37,9 @@ class Action(StrEnum):
     KEEP_MORE = "snapcopy_keep_more"  # "Keep 30 more days", on the warning and the deletion
     DELETE_NOW = "snapcopy_delete_now"  # asks for the deletion (approved like the copy)
     APPROVE_DELETE = "snapcopy_approve_delete"
+    BREAK_GLASS = "snapcopy_break_glass"  # the modal's "Emergency: copy now" checkbox
+    REVIEW_OK = "snapcopy_review_ok"  # an emergency copy's review
+    REVIEW_FLAG = "snapcopy_review_flag"
 
 
 class Block(StrEnum):
@@ -53,3 +56,5 @@ class Block(StrEnum):
     RETRY = "retry"
     KEEP_UNTIL = "keep_until"
     RETENTION = "retention"
+    BREAK_GLASS = "break_glass"
+    REVIEW = "review"

@@ -26,20 +26,10 @@ def register(app: App, services: Services) -> None:
         view = body["view"]
         form_input = CopyModalInput.from_view(view)
         metadata = ModalMetadata.parse(view.get("private_metadata"))
-        channel_id = form_input.channel_id or metadata.channel_id
         try:
             if not form_input.snapshot_id:
                 raise BadInput("snapshot_id", "Pick an automated snapshot or paste its ID.")
-            services.copies.ask(
-                requested_by=body["user"]["id"],
-                snapshot_id=form_input.snapshot_id,
-                backup_name=form_input.backup_name,
-                description=form_input.description,
-                reason=form_input.reason,
-                channel_id=channel_id,
-                thread_ts=metadata.thread_ts if channel_id == metadata.channel_id else None,
-                keep_until=form_input.keep_until,
-            )
+            _ask(services, body["user"]["id"], form_input, metadata)
         except BadInput as error:
             ack(response_action="errors", errors={field_block(error.field): error.message})
             return
@@ -81,3 +71,19 @@ def register(app: App, services: Services) -> None:
 
     app.view(Callback.COPY_MODAL)(submit_copy)
     app.view(Callback.DENY_MODAL)(services.after_ack(decide_deny, after_deny))
+
+
+def _ask(services: Services, user: str, form: CopyModalInput, metadata: ModalMetadata) -> None:
+    channel_id = form.channel_id or metadata.channel_id
+    services.copies.ask(
+        requested_by=user,
+        snapshot_id=form.snapshot_id,
+        backup_name=form.backup_name,
+        description=form.description,
+        reason=form.reason,
+        channel_id=channel_id,
+        # The thread of a shortcut, unless the person picked another channel.
+        thread_ts=metadata.thread_ts if channel_id == metadata.channel_id else None,
+        keep_until=form.keep_until,
+        break_glass=form.break_glass,
+    )

@@ -32,7 +32,7 @@ from bot.domain import CopyRequest, State
 from bot.notifier import News, Say, update_root
 from bot.roles import RoleResolver
 from bot.slack import replies, views
-from bot.slack.news import reply_for
+from bot.slack.news import notice_for, reply_for
 from bot.store import Store
 from bot.work.backoff import Backoff
 from bot.work.queue import Claimed
@@ -115,6 +115,8 @@ class SlackOutbox:
                 return self._update_root(request)
             if row.kind == Say.NEWS:
                 return self._news(row, request)
+            if row.kind == Say.NOTIFY:
+                return self._notify(row, request)
         except SlackApiError as error:
             return self._trouble(row, request, _code(error), _retry_after(error))
         except OSError as error:  # network trouble reaching Slack
@@ -193,6 +195,14 @@ class SlackOutbox:
             self._direct(request.requested_by, request, where + text)
             return Done(f"sent by DM: {refused.code}")
         return Done("replied")
+
+    def _notify(self, row: Claimed, request: CopyRequest) -> Result:
+        """News for people (by DM) or channels outside the thread; a group has no inbox."""
+        text, blocks = notice_for(News(row.payload["news"]), request)
+        targets = [t for t in row.payload.get("to") or [] if not str(t).startswith("S")]
+        for target in targets:
+            self._direct(str(target), request, text, blocks=blocks)
+        return Done(f"notified {len(targets)}")
 
     # --- where it cannot go ------------------------------------------------------------------
 

@@ -1,13 +1,13 @@
 """Thread replies: what people are told in a request's thread, one function per piece of news.
 
 Every reply about an outcome mentions the requester: it is their copy. User text is escaped
-(`views.escape`) before it reaches mrkdwn.
+(`mrkdwn.escape`) before it reaches mrkdwn.
 """
 
 from __future__ import annotations
 
 from bot.domain import CopyRequest, State
-from bot.slack.views import escape, mention, mentions, slack_date
+from bot.slack.mrkdwn import escape, mention, mentions, slack_date
 
 
 def approval_reply(request: CopyRequest, *, by: str, count: int) -> str:

@@ -11,7 +11,8 @@ from typing import Any
 
 from bot.domain import CopyRequest
 from bot.slack.ids import Action
-from bot.slack.views import escape, mention, mentions, retention_buttons, slack_date
+from bot.slack.mrkdwn import escape, mention, mentions, slack_date
+from bot.slack.views import retention_buttons
 
 Blocks = list[dict[str, Any]]
 

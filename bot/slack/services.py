@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.catalog import SnapshotCatalog
+from bot.incident import Incident
 from bot.lifecycle import CopyService
 from bot.retention import Retention
 from bot.roles import RoleResolver
@@ -16,6 +17,7 @@ from bot.store import Store
 class Services:
     copies: CopyService
     retention: Retention
+    incident: Incident
     store: Store
     roles: RoleResolver
     catalog: SnapshotCatalog

@@ -29,6 +29,7 @@ def register(app: App, services: Services) -> None:
             trigger_id=body["trigger_id"],
             view=views.copy_modal(
                 keep=services.copies.policy.lifecycle,
+                break_glass=services.copies.may_break_glass(body["user"]["id"]),
                 channel_id=body["channel"]["id"],
                 # A reply belongs to its parent's thread; a top-level message starts one.
                 thread_ts=message.get("thread_ts") or message.get("ts"),

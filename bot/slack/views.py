@@ -14,7 +14,10 @@ from bot.domain import CopyRequest, State
 from bot.dws import Listed
 from bot.policy import Lifecycle
 from bot.slack.ids import Action, Block, Callback
+from bot.slack.incident_views import break_glass_blocks
+from bot.slack.mrkdwn import escape, mention, mentions, size_text, slack_date
 from bot.slack.sandbox import mark
+from bot.slack.stakes_view import incident_lines, stakes_lines
 
 Blocks = list[dict[str, Any]]
 
@@ -35,21 +38,6 @@ STATE_LABEL = {
     State.EXPIRED: ":alarm_clock: Expired",
     State.CANCELLED: ":heavy_multiplication_x: Cancelled",
 }
-
-
-def escape(text: str) -> str:
-    """Slack's three control characters; after this, user text cannot mention or link."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def mention(user_or_group: str) -> str:
-    if user_or_group.startswith("S"):
-        return f"<!subteam^{user_or_group}>"
-    return f"<@{user_or_group}>"
-
-
-def mentions(ids: tuple[str, ...] | list[str]) -> str:
-    return ", ".join(mention(item) for item in ids) or "nobody yet"
 
 
 def _section(text: str) -> dict[str, Any]:
@@ -75,6 +63,7 @@ def copy_modal(
     ask_channel: bool = False,
     sandbox: bool = False,
     keep: Lifecycle | None = None,
+    break_glass: bool = False,
 ) -> dict[str, Any]:
     """The form behind `/snapcopy`, the message shortcut and App Home's "New copy"."""
     id_input: dict[str, Any] = {
@@ -147,6 +136,8 @@ def copy_modal(
     ]
     if keep is not None and (keep.keep_days or keep.max_keep_days):
         blocks.append(keep_until_input(keep))
+    if break_glass:  # only ever offered to those [break_glass] allows
+        blocks.append(BREAK_GLASS_INPUT)
     if ask_channel:
         blocks.append(
             {
@@ -172,6 +163,28 @@ def copy_modal(
         "private_metadata": json.dumps({"channel_id": channel_id, "thread_ts": thread_ts}),
         "blocks": blocks,
     }
+
+
+BREAK_GLASS_INPUT: dict[str, Any] = {
+    "type": "input",
+    "block_id": Block.BREAK_GLASS,
+    "optional": True,
+    "label": _plain("Emergency"),
+    "hint": _plain(
+        "Copies at once, without waiting for approval; needs a reason. The security contacts "
+        "are told now, and the approvers review it afterwards."
+    ),
+    "element": {
+        "type": "checkboxes",
+        "action_id": Action.BREAK_GLASS,
+        "options": [
+            {
+                "text": _plain("Emergency: copy now, review afterwards"),
+                "value": "break_glass",
+            }
+        ],
+    },
+}
 
 
 def keep_until_input(keep: Lifecycle) -> dict[str, Any]:
@@ -274,6 +287,9 @@ def request_blocks(request: CopyRequest, *, sandbox: bool = False) -> Blocks:
     ]
     if request.state == State.PENDING_APPROVAL:
         blocks.append(_section(approval_line(request)))
+    at_stake = stakes_lines(request) + incident_lines(request)
+    if at_stake:
+        blocks.append(_section("\n".join(at_stake)))
     if request.new_snapshot_id:
         blocks.append(
             _section(
@@ -315,34 +331,6 @@ def outcome_line(request: CopyRequest) -> str:
     if request.state == State.FAILED and request.error:
         line += f": {escape(request.error)}"
     return line
-
-
-def slack_date(stamp: str | None) -> str:
-    """A time Slack shows in each reader's own time zone (`<!date^…>`), with the UTC text as
-    the fallback for clients that cannot."""
-    if not stamp:
-        return "unknown"
-    moment = _parse_time(stamp)
-    if moment is None:
-        return escape(stamp)
-    fallback = moment.strftime("%Y-%m-%d %H:%M UTC")
-    return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} at {{time}}|{fallback}>"
-
-
-def _parse_time(stamp: str) -> datetime | None:
-    text = stamp.strip().replace("Z", "+00:00")
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def size_text(size: float | None) -> str:
-    """DWS reports sizes in GB."""
-    if size is None:
-        return "unknown"
-    return f"{size:,.1f} GB" if size < 1024 else f"{size / 1024:,.2f} TB"
 
 
 # --- App Home --------------------------------------------------------------------------------
@@ -392,6 +380,7 @@ def home_view(
     mine: list[CopyRequest],
     can_request: bool,
     sandbox: bool = False,
+    reviews: list[CopyRequest] | None = None,
 ) -> dict[str, Any]:
     """App Home: what waits for me, what I asked for, and a way to ask for more."""
     blocks: Blocks = [{"type": "header", "text": _plain("snapcopy")}]
@@ -423,6 +412,12 @@ def home_view(
             )
         )
         blocks.append(decision_buttons(request))
+    if reviews:
+        blocks += [{"type": "divider"}, _section("*Emergency copies to review*")]
+        for request in reviews:
+            if request.review_late:
+                blocks.append(_context(f"{request.label}: :warning: *review overdue*"))
+            blocks += break_glass_blocks(request)
     blocks += [{"type": "divider"}, _section("*Your recent requests*")]
     if not mine:
         blocks.append(_context("You have not asked for a copy yet."))

@@ -14,7 +14,7 @@ from bot.domain import CopyRequest
 
 REQUEST_COLUMNS = tuple(CopyRequest.model_fields)
 # Columns that hold a JSON list.
-LIST_COLUMNS = frozenset({"dws_request_ids", "approvers", "notify"})
+LIST_COLUMNS = frozenset({"dws_request_ids", "approvers", "notify", "escalate_to"})
 
 
 def add_event(

@@ -115,6 +115,27 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (request_id, user_id)
     );
     """,
+    """
+    ALTER TABLE requests ADD COLUMN source_expires_at TEXT;
+    ALTER TABLE requests ADD COLUMN storage_used REAL;
+    ALTER TABLE requests ADD COLUMN storage_free REAL;
+    ALTER TABLE requests ADD COLUMN storage_paid REAL;
+    ALTER TABLE requests ADD COLUMN cluster_status TEXT;
+    ALTER TABLE requests ADD COLUMN cluster_task TEXT;
+    ALTER TABLE requests ADD COLUMN stakes_at TEXT;
+    ALTER TABLE requests ADD COLUMN escalate_at TEXT;
+    ALTER TABLE requests ADD COLUMN escalate_to TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE requests ADD COLUMN escalated_at TEXT;
+    ALTER TABLE requests ADD COLUMN break_glass INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE requests ADD COLUMN review_due_at TEXT;
+    ALTER TABLE requests ADD COLUMN reviewed_by TEXT;
+    ALTER TABLE requests ADD COLUMN reviewed_at TEXT;
+    ALTER TABLE requests ADD COLUMN review_verdict TEXT;
+    ALTER TABLE requests ADD COLUMN review_late INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX requests_escalate_at ON requests (escalate_at) WHERE escalate_at IS NOT NULL;
+    CREATE INDEX requests_review_due_at ON requests (review_due_at)
+        WHERE review_due_at IS NOT NULL;
+    """,
 )
 
 

@@ -50,7 +50,9 @@ class Counted:
 
 ApprovalTable = Literal["approvals", "delete_approvals"]
 # Times of a request that the sweeper acts on once they have come.
-DueColumn = Literal["expires_at", "remind_at", "warn_at", "keep_until"]
+DueColumn = Literal[
+    "expires_at", "remind_at", "warn_at", "keep_until", "escalate_at", "review_due_at"
+]
 
 
 class NameInUse(Exception):
@@ -141,7 +143,7 @@ class Store:
         request_id: int,
         *,
         allowed_from: Iterable[State],
-        to: State,
+        to: State | None,
         event: str,
         actor: str | None,
         details: dict[str, Any] | None = None,
@@ -149,7 +151,8 @@ class Store:
         where: Mapping[str, Sequence[str | None]] | None = None,
         **fields: Any,
     ) -> CopyRequest | None:
-        """Move a request to `to` if, and only if, it is in one of `allowed_from` (and each
+        """Move a request to `to` (None: leave its state) if, and only if, it is in one of
+        `allowed_from` (and each
         column of `where` holds one of its values, None for NULL), and add the work it causes
         in the same transaction.
 
@@ -157,7 +160,9 @@ class Store:
         """
         sources = [state.value for state in allowed_from]
         stamp = now_iso()
-        assignments = {"state": to.value, "updated_at": stamp, **encode(fields)}
+        assignments = {"updated_at": stamp, **encode(fields)}
+        if to is not None:
+            assignments["state"] = to.value
         sets = ", ".join(f"[{column}] = ?" for column in assignments)
         marks = ", ".join("?" for _ in sources)
         guard, values = conditions(where or {})
@@ -247,16 +252,24 @@ class Store:
             db.execute("DELETE FROM delete_approvals WHERE request_id = ?", [request_id])
 
     def take_mark(
-        self, request_id: int, column: DueColumn, state: State, event: str, work: Sequence[Work]
+        self,
+        request_id: int,
+        column: DueColumn,
+        state: State | Sequence[State],
+        event: str,
+        work: Sequence[Work],
+        **fields: Any,
     ) -> bool:
-        """Clear a due time (a reminder, a warning) of a request in `state`, write `event` and
-        add its work, once, whoever else tries at the same time."""
+        """Clear a due time (a reminder, a warning, an escalation) of a request in `state`, set
+        `fields`, write `event` and add its work, once, whoever else tries at the same time."""
         stamp = now_iso()
+        states = [state.value] if isinstance(state, State) else [each.value for each in state]
+        sets = "".join(f", [{name}] = ?" for name in encode(fields))
         with self._transaction() as db:
             cursor = db.execute(
-                f"UPDATE requests SET [{column}] = NULL WHERE id = ? AND [{column}] IS NOT NULL"
-                " AND state = ?",
-                [request_id, state.value],
+                f"UPDATE requests SET [{column}] = NULL{sets} WHERE id = ?"
+                f" AND [{column}] IS NOT NULL AND state IN ({', '.join('?' for _ in states)})",
+                [*encode(fields).values(), request_id, *states],
             )
             if cursor.rowcount != 1:
                 return False
@@ -418,12 +431,13 @@ class Store:
             params.append(limit)
         return [decode(row) for row in self._query(sql, params)]
 
-    def due(self, column: DueColumn, now: str, state: State) -> list[CopyRequest]:
-        """Requests in `state` whose `column` time has come, oldest first."""
+    def due(self, column: DueColumn, now: str, state: State | Sequence[State]) -> list[CopyRequest]:
+        """Requests in `state` (or any of them) whose `column` time has come, oldest first."""
+        states = [state.value] if isinstance(state, State) else [each.value for each in state]
         rows = self._query(
-            f"SELECT * FROM requests WHERE state = ? AND [{column}] IS NOT NULL"
-            f" AND [{column}] <= ? ORDER BY id",
-            [state.value, now],
+            f"SELECT * FROM requests WHERE state IN ({', '.join('?' for _ in states)})"
+            f" AND [{column}] IS NOT NULL AND [{column}] <= ? ORDER BY id",
+            [*states, now],
         )
         return [decode(row) for row in rows]
 
