@@ -136,6 +136,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX requests_review_due_at ON requests (review_due_at)
         WHERE review_due_at IS NOT NULL;
     """,
+    # Read before every role check that needs a user group (bot/store/group_log.py).
+    """
+    CREATE INDEX events_group_changes ON events (id) WHERE kind = 'group_members_changed';
+    """,
 )
 
 
