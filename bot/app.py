@@ -31,7 +31,7 @@ from bot.lifecycle import CopyService
 from bot.metrics import Metrics, System
 from bot.policy import Policy
 from bot.retention import DELETE, DELETE_FOLLOW, Retention
-from bot.roles import RoleResolver
+from bot.roles import RoleResolver, StoredChangeLog
 from bot.settings import Settings
 from bot.slack import actions, commands, errors, events, home, modals, options, shortcuts
 from bot.slack.client import ObservedWebClient, SandboxWebClient
@@ -78,6 +78,9 @@ class Runtime:
     def start_background(self) -> None:
         """Work that outlives a request: what a crash left, the DWS and Slack workers, and the
         sweeper."""
+        # First, and in the background: the first clicks find the policy's groups known.
+        roles = self.services.roles
+        roles.prefetch(roles.policy_groups())
         if self.token_unverified:
             threading.Thread(
                 target=keep_checking,
@@ -131,7 +134,13 @@ def build_runtime(
         closers=closers,
         observer=lambda call, outcome, ok, request_id: metrics.call(System.DWS, call, outcome, ok),
     )
-    roles = RoleResolver(policy, lambda group: _group_members(client, group))
+    roles = RoleResolver(
+        policy,
+        lambda group: _group_members(client, group),
+        changes=StoredChangeLog(store),
+        on_lookup=metrics.group_lookup,
+        on_answer=metrics.group_answer,
+    )
     workers = _workers(settings, store, metrics, jobs_dws, client, roles, sandbox=sandbox)
     stakes = StakesReader(store, jobs_dws)
     copies = CopyService(store, dws, policy, roles, stakes)

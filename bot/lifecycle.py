@@ -19,7 +19,7 @@ from typing import Any
 
 from bot.approvals import counted
 from bot.clock import iso, now_iso
-from bot.domain import ROLE_IMPLIES, CopyRequest, NewRequest, Role, State
+from bot.domain import CopyRequest, NewRequest, Role, State
 from bot.dws import (
     Listed,
     RegionalDws,
@@ -71,14 +71,11 @@ class CopyService:
     def ensure_role(self, user_id: str, role: Role, *, action: str) -> None:
         """Raise NotAllowed (and audit the refusal) unless the user holds `role`; when Slack
         could not say whether the user is in a group holding it, say that instead."""
-        if self.roles.has(user_id, role):
+        check = self.roles.check(user_id, self.roles.holding(role))
+        if check.held:
             return
-        holders = [
-            h for held in Role if role in ROLE_IMPLIES[held] for h in self.roles.holders(held)
-        ]
-        unanswered = self.roles.unanswered(user_id, holders)
-        if unanswered:
-            raise GroupsUnanswered(unanswered)
+        if check.unanswered:
+            raise GroupsUnanswered(list(check.unanswered))
         self.store.record_event(None, "refused", user_id, {"action": action, "needed": role})
         raise NotAllowed(
             f"You need the {role} role to {action}.", needed=role.value, admins=self.roles.admins()
@@ -219,6 +216,9 @@ class CopyService:
                 f"Request #{error.request_id} already uses the name {form.backup_name}; "
                 "pick another name.",
             ) from None
+        if required:
+            # By the time an approver clicks, Slack has said who is in the deciding groups.
+            self.roles.prefetch(self.roles.deciders(request))
         return request
 
     # --- deciding ------------------------------------------------------------------------
@@ -314,10 +314,10 @@ class CopyService:
         acknowledging a click and calls `audit_refusal` once Slack has its answer.
         """
         request = self._get(request_id)
-        if not self.may_decide(user_id, request):
-            unanswered = self.roles.unanswered(user_id, self.roles.deciders(request))
-            if unanswered:
-                raise GroupsUnanswered(unanswered)
+        check = self.roles.check(user_id, self.roles.deciders(request))
+        if not check.held:
+            if check.unanswered:
+                raise GroupsUnanswered(list(check.unanswered))
             refusal = NotAllowed(
                 self._who_may_decide(request, action),
                 needed=Role.APPROVER.value,

@@ -62,6 +62,22 @@ class Metrics:
             buckets=(30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, float("inf")),
             registry=self.registry,
         )
+        self.group_lookups = Counter(
+            "snapcopy_group_lookups",
+            "Lookups of a Slack user group's members (usergroups.users.list), by why (check: a "
+            "role check waited; prefetch: ahead of a click; refresh: before expiry or after an "
+            "event) and outcome (ok, failed).",
+            ("why", "outcome"),
+            registry=self.registry,
+        )
+        self.group_answers = Counter(
+            "snapcopy_group_answers",
+            "What role checks were told about a user group, by source: cache (known from an "
+            "earlier check), prefetch (known ahead of the click), lookup (waited for Slack), "
+            "stale (Slack slow or down: a recent membership), none (unknown: refused).",
+            ("source",),
+            registry=self.registry,
+        )
         self.registry.register(_FromTheDatabase(store))
         self._last: dict[System, LastCall] = {}
         self._lock = threading.Lock()
@@ -71,6 +87,12 @@ class Metrics:
         self.calls.labels(system, method, outcome).inc()
         with self._lock:
             self._last[system] = LastCall(method, outcome, ok, time.monotonic())
+
+    def group_lookup(self, why: str, outcome: str) -> None:
+        self.group_lookups.labels(why, outcome).inc()
+
+    def group_answer(self, source: str) -> None:
+        self.group_answers.labels(source).inc()
 
     def last(self, system: System) -> LastCall | None:
         with self._lock:

@@ -108,9 +108,11 @@ def test_a_forged_25_kb_deny_reason_is_refused_not_stored(
 
 
 def test_a_group_lookup_slack_throttles_stays_inside_the_acknowledgement(
-    server: BotServer, slack: SlackStandIn, dws_snapshots: list[Any]
+    start_server: Any, slack: SlackStandIn, dws_snapshots: list[Any]
 ) -> None:
+    # Throttled from the start: the group was never looked up, so nothing is known about it.
     slack.fail_next("usergroups.users.list", error="ratelimited", retry_after=30, times=50)
+    server = start_server()
 
     answer = submit_modal(  # timed: fails past Slack's budget
         server, ONCALL_MEMBER, modal_values(automated(dws_snapshots).id, "group-outage")
@@ -130,12 +132,14 @@ def test_a_group_approver_refused_during_an_outage_is_told_why(
 ) -> None:
     from tests.harness import POLICY_TOML
 
+    # Throttled since start-up: the group was never looked up (a membership once looked up
+    # would still answer, see tests/test_group_roles.py).
+    slack.usergroups["S0DBAS"] = ["U0DBA"]
+    slack.fail_next("usergroups.users.list", error="ratelimited", retry_after=30, times=50)
     server = start_server(
         policy=POLICY_TOML.replace('approver = ["U0APPROVE"]', 'approver = ["S0DBAS"]')
     )
-    slack.usergroups["S0DBAS"] = ["U0DBA"]
     request = ask_for_copy(server, slack, REQUESTER, automated(dws_snapshots).id, "dba-outage")
-    slack.fail_next("usergroups.users.list", error="ratelimited", retry_after=30, times=50)
 
     timed(
         server.interact,

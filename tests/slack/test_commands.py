@@ -247,9 +247,11 @@ def test_roles_of_someone_with_none_names_the_admins_to_ask(
 
 
 def test_a_role_through_a_group_is_lost_when_the_group_lookup_fails(
-    server: BotServer, slack: SlackStandIn
+    start_server: Any, slack: SlackStandIn
 ) -> None:
+    # Failing from the start: the lookup made at start-up must not hand the role out either.
     slack.fail_next("usergroups.users.list", error="missing_scope")
+    server = start_server()
     told = ask(server, slack, ONCALL_MEMBER, "roles", "roles")
     assert told.startswith("You hold no snapcopy role."), "a failed lookup grants nothing"
     slack.wait_for("usergroups.users.list")
