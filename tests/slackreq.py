@@ -16,6 +16,7 @@ import hmac
 import itertools
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -401,6 +402,48 @@ def app_mention(
     if thread_ts:
         event["thread_ts"] = thread_ts
     return event
+
+
+def subteam_members_changed(
+    group_id: str, *, added: Sequence[str] = (), removed: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Slack's event when users are added to or removed from a user group (a delta only)."""
+    now = int(time.time())
+    return {
+        "type": "subteam_members_changed",
+        "subteam_id": group_id,
+        "team_id": TEAM_ID,
+        "date_previous_update": now - 60,
+        "date_update": now,
+        "added_users": list(added),
+        "added_users_count": str(len(added)),
+        "removed_users": list(removed),
+        "removed_users_count": str(len(removed)),
+        "event_ts": f"{time.time():.6f}",
+    }
+
+
+def subteam_updated(
+    group_id: str, users: list[str], *, user_count: int | None = None, disabled: bool = False
+) -> dict[str, Any]:
+    """Slack's event when a user group changes; `users` is cut at 500, `user_count` is not."""
+    now = int(time.time())
+    return {
+        "type": "subteam_updated",
+        "subteam": {
+            "id": group_id,
+            "team_id": TEAM_ID,
+            "is_usergroup": True,
+            "name": f"Group {group_id}",
+            "handle": group_id.lower(),
+            "date_create": now - 86400,
+            "date_update": now,
+            "date_delete": now if disabled else 0,
+            "users": users,
+            "user_count": len(users) if user_count is None else user_count,
+        },
+        "event_ts": f"{time.time():.6f}",
+    }
 
 
 def url_verification(challenge: str) -> SlackRequest:

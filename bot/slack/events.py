@@ -1,9 +1,15 @@
-"""`@snapcopy` in a thread: `copy <snapshot_id> <name> [description…]`, and `status <id>`,
-`list`, `roles` and `help` as the slash command answers them.
+"""Slack's events: `@snapcopy` in a thread, and changes to user groups' members.
 
-Answers go to the thread the mention was made in; refusals and answers about one person's own
-requests go only to that person (ephemeral), so nobody's admins are pinged in public. Slack
-retries an event it thinks was lost; each event id is handled once, however often it arrives.
+`@snapcopy copy <snapshot_id> <name> [description…]`, and `status <id>`, `list`, `roles` and
+`help` as the slash command answers them. Answers go to the thread the mention was made in;
+refusals and answers about one person's own requests go only to that person (ephemeral), so
+nobody's admins are pinged in public.
+
+`subteam_members_changed` and `subteam_updated` keep the memberships that roles come through
+fresh (bot/roles.py): somebody removed from a group loses its roles at once.
+
+Slack retries an event it thinks was lost; each event id is handled once, however often it
+arrives.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
 from bot.errors import BadInput, SnapcopyError
+from bot.roles import GroupChange
 from bot.slack import answers, mrkdwn
 from bot.slack.errors import reports_errors, sentence_for
 from bot.slack.services import Services
@@ -83,4 +90,51 @@ def register(app: App, services: Services) -> None:
         else:
             say(f"I don't know `{mrkdwn.escape(command)}`.\n{MENTION_USAGE}")
 
+    def group_changed(ack: Ack, body: dict[str, Any]) -> None:
+        # Learnt before Slack hears back: the next click cannot beat a removal.
+        change = group_change(body["event"])
+        event_id = body.get("event_id")
+        if change is not None and (not event_id or services.store.first_delivery(event_id)):
+            services.roles.learn(change)
+        ack()
+
     app.event("app_mention")(services.after_ack(acknowledge, mentioned))
+    app.event("subteam_members_changed")(group_changed)
+    app.event("subteam_updated")(group_changed)
+
+
+def group_change(event: dict[str, Any]) -> GroupChange | None:
+    """What a `subteam_members_changed` or `subteam_updated` event says about a group."""
+    if event.get("type") == "subteam_members_changed":
+        if not event.get("subteam_id"):
+            return None
+        return GroupChange(
+            group=str(event["subteam_id"]),
+            added=frozenset(event.get("added_users") or ()),
+            removed=frozenset(event.get("removed_users") or ()),
+            updated=_number(event.get("date_update")),
+        )
+    subteam = event.get("subteam") or {}
+    if not subteam.get("id"):
+        return None
+    return GroupChange(
+        group=str(subteam["id"]),
+        members=_whole_membership(subteam),
+        updated=_number(subteam.get("date_update")),
+    )
+
+
+def _whole_membership(subteam: dict[str, Any]) -> frozenset[str] | None:
+    if _number(subteam.get("date_delete")):
+        return frozenset()  # disabled: it gives nobody a role
+    users = subteam.get("users")
+    if isinstance(users, list) and len(users) == _number(subteam.get("user_count"), len(users)):
+        return frozenset(users)
+    return None  # Slack lists 500 users at most: a cut list says nothing for sure
+
+
+def _number(value: Any, default: float = 0.0) -> float:
+    try:
+        return float(value) if value is not None else default
+    except (TypeError, ValueError):
+        return default

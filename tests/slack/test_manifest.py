@@ -73,7 +73,12 @@ def test_the_messages_tab_is_on_for_dm_fallbacks(manifest: dict[str, Any]) -> No
 def test_bot_events_are_exactly_the_handled_ones(manifest: dict[str, Any]) -> None:
     events = manifest["settings"]["event_subscriptions"]["bot_events"]
 
-    assert sorted(events) == ["app_home_opened", "app_mention"]
+    assert sorted(events) == [
+        "app_home_opened",
+        "app_mention",
+        "subteam_members_changed",
+        "subteam_updated",
+    ]
 
 
 def test_every_url_is_the_events_endpoint(manifest: dict[str, Any]) -> None:
