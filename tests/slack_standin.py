@@ -3,9 +3,10 @@
 Point the bot's `SLACK_API_URL` at `standin.api_url` (`url + "/api/"`). Every call to
 `/api/<method>` is recorded as a `Call` (GET query, form and JSON bodies alike, so tests need not
 care how slack_sdk chose to send it) and answered like Slack answers it. `fail_next` injects
-errors and rate limits; `wait_for` blocks until a call arrives, which is how tests wait for work
-the bot does after it has acknowledged Slack. Posts to `standin.response_url(name)` (what Bolt's
-`respond()` does) are recorded too, as calls of the method "response_url".
+errors and rate limits, `delay` and `delays` slow every method or one; `wait_for` blocks until a
+call arrives, which is how tests wait for work the bot does after it has acknowledged Slack.
+Posts to `standin.response_url(name)` (what Bolt's `respond()` does) are recorded too, as calls
+of the method "response_url".
 
     with SlackStandIn(usergroups={"S0ONCALL": ["U0ONCALL"]}) as slack:
         ...
@@ -92,6 +93,8 @@ class SlackStandIn:
         self.archived: set[str] = set()
         # Every answer waits this long first: Slack having a slow day.
         self.delay = 0.0
+        # Answers of these methods wait this long first (on top of `delay`): one slow method.
+        self.delays: dict[str, float] = {}
         # What the token was granted: every answer says so in X-OAuth-Scopes, as Slack's do.
         self.scopes: list[str] = list(GRANTED_SCOPES)
         # users.info answers user_not_found for these (the rest exist).
@@ -530,8 +533,9 @@ class _Handler(BaseHTTPRequestHandler):
             path=url.path,
         )
         fault = standin._record(call)
-        if standin.delay:
-            time.sleep(standin.delay)
+        delay = standin.delay + standin.delays.get(method, 0.0)
+        if delay:
+            time.sleep(delay)
         if fault is not None:
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
             self._send(fault.status, {"ok": False, "error": fault.error}, headers)
