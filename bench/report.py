@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -96,3 +97,25 @@ def _memory() -> str:
 
 def _versions(*packages: str) -> str:
     return " / ".join(version(package) for package in packages)
+
+
+# Other benchmarks (bench/roles.py) write sections of their own into BENCHMARKS.md between these
+# markers; a run that rewrites the file keeps them.
+_SECTION = re.compile(r"<!-- (?P<name>[\w.]+) -->\n.*?<!-- /(?P=name) -->\n", re.DOTALL)
+
+
+def with_section(document: str, name: str, body: str) -> str:
+    """`document` with its section `name` replaced by `body`, or `body` appended."""
+    block = f"<!-- {name} -->\n{body.rstrip()}\n<!-- /{name} -->\n"
+    for match in _SECTION.finditer(document):
+        if match["name"] == name:
+            return document[: match.start()] + block + document[match.end() :]
+    return document.rstrip("\n") + "\n\n" + block
+
+
+def keep_sections(old: str, new: str) -> str:
+    """`new`, with the marked sections of `old` that it lacks."""
+    for match in _SECTION.finditer(old):
+        if f"<!-- {match['name']} -->" not in new:
+            new = new.rstrip("\n") + "\n\n" + match.group(0)
+    return new

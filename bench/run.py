@@ -31,7 +31,7 @@ from bench.door import DoorResult
 from bench.flows import Flow, FlowDriver
 from bench.load import LoadProcess
 from bench.ramp import Ramp, Step
-from bench.report import Table, machine, summary_table, text
+from bench.report import Table, keep_sections, machine, summary_table, text
 from bench.servers import Served, launch
 from bench.soak import Soak, soak
 from bench.standins import WatchedSlack, start_dws, start_slack
@@ -329,7 +329,9 @@ def tables(results: Results) -> list[Table]:
 
 
 def write_markdown(path: Path, results: Results, command: str) -> None:
-    path.write_text(document(results, tables(results), machine(), command), encoding="utf-8")
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    new = document(results, tables(results), machine(), command)
+    path.write_text(keep_sections(old, new), encoding="utf-8")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
