@@ -26,12 +26,13 @@ from bot.catalog import SnapshotCatalog
 from bot.deletion_jobs import Deleter
 from bot.dws import AkSkAuth, DwsClient, DwsTarget, RegionalDws, RetryPolicy, build_http_client
 from bot.dws_jobs import COPY, FOLLOW, Copier
+from bot.group_changes import StoredChangeLog
 from bot.incident import Incident
 from bot.lifecycle import CopyService
 from bot.metrics import Metrics, System
 from bot.policy import Policy
 from bot.retention import DELETE, DELETE_FOLLOW, Retention
-from bot.roles import RoleResolver, StoredChangeLog
+from bot.roles import RoleResolver
 from bot.settings import Settings
 from bot.slack import actions, commands, errors, events, home, modals, options, shortcuts
 from bot.slack.client import ObservedWebClient, SandboxWebClient

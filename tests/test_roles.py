@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from bot.domain import CopyRequest, Role, State
+from bot.group_changes import GroupChange, MemoryChangeLog, StoredChangeLog
 from bot.policy import parse_policy
-from bot.roles import Check, GroupChange, MemoryChangeLog, RoleResolver, StoredChangeLog
+from bot.roles import Check, RoleResolver
 from bot.store import Store
 
 POLICY = parse_policy(

@@ -21,7 +21,7 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
 from bot.errors import BadInput, SnapcopyError
-from bot.roles import GroupChange
+from bot.group_changes import GroupChange
 from bot.slack import answers, mrkdwn
 from bot.slack.errors import reports_errors, sentence_for
 from bot.slack.services import Services
