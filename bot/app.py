@@ -135,13 +135,7 @@ def build_runtime(
         closers=closers,
         observer=lambda call, outcome, ok, request_id: metrics.call(System.DWS, call, outcome, ok),
     )
-    roles = RoleResolver(
-        policy,
-        lambda group: _group_members(client, group),
-        changes=StoredChangeLog(store),
-        on_lookup=metrics.group_lookup,
-        on_answer=metrics.group_answer,
-    )
+    roles = role_resolver(policy, store, client, metrics)
     workers = _workers(settings, store, metrics, jobs_dws, client, roles, sandbox=sandbox)
     stakes = StakesReader(store, jobs_dws)
     copies = CopyService(store, dws, policy, roles, stakes)
@@ -173,6 +167,20 @@ def build_runtime(
         stop=stop,
         sweeper=Sweeper(copies, retention, incident, store, policy),
         _closers=closers,
+    )
+
+
+def role_resolver(
+    policy: Policy, store: Store, client: WebClient, metrics: Metrics
+) -> RoleResolver:
+    """Roles through Slack's user groups: looked up with this client, counted, and kept fresh
+    by the group changes every process records in the store."""
+    return RoleResolver(
+        policy,
+        lambda group: _group_members(client, group),
+        changes=StoredChangeLog(store),
+        on_lookup=metrics.group_lookup,
+        on_answer=metrics.group_answer,
     )
 
 
