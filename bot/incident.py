@@ -57,8 +57,8 @@ class Incident:
 
     def escalate_due(self) -> list[int]:
         """Escalate every request still waiting at its escalation time, once each."""
-        return [
-            request.id
+        escalated = [
+            request
             for request in self.store.due("escalate_at", now_iso(), State.PENDING_APPROVAL)
             if self.store.take_mark(
                 request.id,
@@ -69,6 +69,9 @@ class Incident:
                 escalated_at=now_iso(),
             )
         ]
+        # Those it is escalated to may decide now: their groups are looked up before they click.
+        self.roles.prefetch(group for request in escalated for group in request.escalate_to)
+        return [request.id for request in escalated]
 
     def overdue_reviews(self) -> list[int]:
         """Escalate to the admins every emergency copy not reviewed in time, once each."""

@@ -161,9 +161,14 @@ class RoleResolver:
         return tuple(dict.fromkeys([*named, *escalated, *self.admins()]))
 
     def policy_groups(self) -> tuple[str, ...]:
-        """Every user group the policy gives a role or lets approve by a rule."""
+        """Every user group the policy lets decide or ask: roles, rules' approvers, those
+        requests are escalated to, and those allowed to break the glass."""
+        policy = self._policy
         entries = [h for role in Role for h in self.holders(role)]
-        entries += [a for rule in self._policy.rules for a in rule.approvers or ()]
+        entries += policy.approval.escalate_to
+        for rule in policy.rules:
+            entries += [*(rule.approvers or ()), *(rule.escalate_to or ())]
+        entries += policy.break_glass.allowed if policy.break_glass else ()
         return tuple(dict.fromkeys(e for e in entries if is_group(e)))
 
     # --- checks ------------------------------------------------------------------------------

@@ -165,6 +165,30 @@ def test_slack_down_after_a_lookup_remembered_members_count_and_others_are_told_
     assert approvals_of(server, second.id) == []
 
 
+def test_a_group_a_request_is_escalated_to_is_looked_up_before_its_members_click(
+    start_server: StartServer, slack: SlackStandIn, dws_snapshots: list[Any]
+) -> None:
+    leads, lead = "S0LEADS", "U0LEADONE"
+    escalating = POLICY_TOML.replace(
+        "expires_after_minutes = 240",
+        f'expires_after_minutes = 240\nescalate_after_minutes = 0.02\nescalate_to = ["{leads}"]',
+    )
+    # Start-up's lookup of the group fails: only the escalation can make it known in time.
+    slack.fail_next(LOOKUP, error="service_unavailable", status=503, times=2)
+    server = start_server(policy=escalating)
+    wait_metric(server, "snapcopy_group_lookups_total", 2, why="prefetch", outcome="failed")
+    slack.usergroups[leads] = [lead]
+    slack.delays[LOOKUP] = 1.5  # over the 1 s a click may wait
+    request = ask_for_copy(server, slack, REQUESTER, automated(dws_snapshots).id, "escalated")
+
+    wait_metric(server, "snapcopy_group_lookups_total", 1, timeout=10, why="prefetch", outcome="ok")
+    assert any(e["kind"] == "escalated" for e in server.store.events(request.id))
+    click(server, lead, Action.APPROVE, request)
+
+    assert approvals_of(server, request.id) == [lead]
+    assert told_could_not_ask(slack) == []
+
+
 # --- what Slack's events say ---------------------------------------------------------------------
 
 

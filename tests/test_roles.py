@@ -396,3 +396,34 @@ def test_a_removal_learnt_by_one_process_is_in_force_in_another(tmp_path: Path) 
         assert later._life() == 600.0
     finally:
         store.close()
+
+
+def test_the_groups_looked_up_at_start_are_every_group_that_may_decide_or_ask() -> None:
+    policy = parse_policy(
+        """
+[roles]
+requester = ["S0ONCALL"]
+approver = ["U0APPROVE", "S0DBA"]
+
+[approval]
+escalate_after_minutes = 30
+escalate_to = ["S0LEADS"]
+
+[break_glass]
+allowed = ["S0SRE"]
+
+[[rules]]
+clusters = ["prod-*"]
+approvers = ["S0PROD"]
+escalate_to = ["S0DIRECTORS"]
+"""
+    )
+    resolver = RoleResolver(policy, Groups({}))
+    assert set(resolver.policy_groups()) == {
+        "S0ONCALL",
+        "S0DBA",
+        "S0LEADS",
+        "S0SRE",
+        "S0PROD",
+        "S0DIRECTORS",
+    }
