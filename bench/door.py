@@ -45,6 +45,7 @@ from bench.report import Table, text
 from bench.servers import HOST, Served, launch, vm_rss_mb
 from bench.standins import WatchedSlack, start_slack
 from bench.stats import Summary
+from bot.front import HEADER_SECONDS
 from bot.server import EVENTS_PATH, HEALTH_PATH
 from tests.harness import POLICY_TOML, REQUESTER, bot_environment, write_policy
 from tests.slackreq import SlackRequest
@@ -439,15 +440,18 @@ def _held_idle(client: SignedClient, pid: int, seconds: float) -> Attack:
     signed = Signed()
     before = open_files(pid)
     with idle_sockets(client.port) as held:
+        time.sleep(0.5)  # the server's closes done
         during = open_files(pid)
+        at_once = sum(1 for sock in held.sockets if _closed(sock))
         rounds_for(seconds, client, signed)
     time.sleep(1.0)  # the server notices the closes
     return Attack(
         f"{IDLE_SOCKETS:,} idle sockets held open",
         f"every answer < {SIGNED_GOAL * 1000:.0f} ms",
         signed.failed == 0 and signed.slowest() < SIGNED_GOAL,
-        f"{signed.describe()}; {held.opened:,} opened, {held.closed_by_server:,} closed by "
-        f"the server; its open files {before} -> {during:,} -> {open_files(pid)}",
+        f"{signed.describe()}; {held.opened:,} opened, {at_once:,} closed by the server at "
+        f"once and {held.closed_by_server:,} by the end ({HEADER_SECONDS:.0f} s header "
+        f"deadline); its open files {before} -> {during:,} -> {open_files(pid)}",
     )
 
 
@@ -496,8 +500,8 @@ def _repeated(client: SignedClient, pid: int, requests: int) -> Attack:
         f"{SIGNED_UNDER_HEADERS_GOAL * 1000:.0f} ms, memory grows < {RSS_GROWTH_GOAL_MB:.0f} MB",
         passed,
         f"answered in p50 {times.p50:.1f} / max {times.max:.1f} ms ({', '.join(statuses)}), at "
-        f"most {sent / 2**20:.2f} MiB sent before the answer; meanwhile {signed.describe()}; "
-        f"RSS {rss_before:.1f} -> {rss_after:.1f} MB",
+        f"most {sent / 2**20:.2f} MiB written by the client before the answer; meanwhile "
+        f"{signed.describe()}; RSS {rss_before:.1f} -> {rss_after:.1f} MB",
     )
 
 
