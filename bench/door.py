@@ -45,7 +45,7 @@ from bench.report import Table, text
 from bench.servers import HOST, Served, launch, vm_rss_mb
 from bench.standins import WatchedSlack, start_slack
 from bench.stats import Summary
-from bot.front import HEADER_SECONDS
+from bot.door import HEADER_SECONDS
 from bot.server import EVENTS_PATH, HEALTH_PATH
 from tests.harness import POLICY_TOML, REQUESTER, bot_environment, write_policy
 from tests.slackreq import SlackRequest

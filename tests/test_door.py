@@ -29,8 +29,9 @@ from typing import Any
 import httpx
 import pytest
 
-from bot import front
-from bot.front import BufferedWsgi, FileBudget, Limits, file_budget, raise_open_files_limit
+from bot import door, front
+from bot.door import FileBudget, file_budget, raise_open_files_limit
+from bot.front import BufferedWsgi, Limits
 from bot.front import server as front_server
 from tests import slackreq
 from tests.conftest import StartServer
@@ -700,17 +701,17 @@ def fake_limits(monkeypatch: pytest.MonkeyPatch, soft: int, hard: int) -> list[t
         set_to.append(limits)
         current[0] = limits
 
-    monkeypatch.setattr(front.resource, "getrlimit", lambda which: current[0])
-    monkeypatch.setattr(front.resource, "setrlimit", setrlimit)
+    monkeypatch.setattr(door.resource, "getrlimit", lambda which: current[0])
+    monkeypatch.setattr(door.resource, "setrlimit", setrlimit)
     return set_to
 
 
 @pytest.mark.parametrize(
     ("soft", "hard", "connections", "per_client"),
     [
-        (1024, 4096, 1024 - front.RESERVED_FILES, (1024 - front.RESERVED_FILES) // 4),
-        (20000, 20000, front.MAX_CONNECTIONS, front.MAX_CONNECTIONS // 4),
-        (100, 100, front.MIN_CONNECTIONS, front.MIN_CONNECTIONS),
+        (1024, 4096, 1024 - door.RESERVED_FILES, (1024 - door.RESERVED_FILES) // 4),
+        (20000, 20000, door.MAX_CONNECTIONS, door.MAX_CONNECTIONS // 4),
+        (100, 100, door.MIN_CONNECTIONS, door.MIN_CONNECTIONS),
     ],
 )
 def test_the_connection_caps_follow_the_open_files_limit(
@@ -718,7 +719,7 @@ def test_the_connection_caps_follow_the_open_files_limit(
 ) -> None:
     fake_limits(monkeypatch, soft, hard)
 
-    budget = file_budget(Limits())
+    budget = file_budget()
 
     assert budget == FileBudget(soft, hard, connections, per_client)
 
@@ -726,7 +727,7 @@ def test_the_connection_caps_follow_the_open_files_limit(
 def test_explicit_connection_caps_win_over_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     fake_limits(monkeypatch, 1024, 4096)
 
-    budget = file_budget(Limits(max_connections=50, max_connections_per_client=10))
+    budget = file_budget(max_connections=50, max_per_client=10)
 
     assert (budget.connections, budget.per_client) == (50, 10)
 
@@ -734,7 +735,7 @@ def test_explicit_connection_caps_win_over_the_budget(monkeypatch: pytest.Monkey
 @pytest.mark.parametrize(
     ("soft", "hard", "raised_to"),
     [
-        (1024, 524288, front.MAX_CONNECTIONS + front.RESERVED_FILES),
+        (1024, 524288, door.MAX_CONNECTIONS + door.RESERVED_FILES),
         (1024, 2048, 2048),  # as far as the hard limit allows
         (65536, 65536, None),  # never lowered
     ],
@@ -753,5 +754,5 @@ def test_the_server_logs_its_door_limits_at_start(served: ProcessServer) -> None
     limits = door_limits(served)
 
     assert limits["max_connections"] >= limits["max_connections_per_client"] > 0
-    assert limits["open_files_soft"] >= limits["max_connections"] + front.RESERVED_FILES
+    assert limits["open_files_soft"] >= limits["max_connections"] + door.RESERVED_FILES
     assert (limits["max_headers"], limits["max_header_bytes"]) == (100, 32 * 1024)
