@@ -24,6 +24,9 @@ from tests.harness import (
 )
 from tests.slack_standin import SlackStandIn
 
+# Each test starts a real `python -m bot serve`: about processes, not the inner loop.
+pytestmark = pytest.mark.process
+
 USER_TOKEN = "xoxp-1111111111-2222222222-3333333333-personalUserTokenValue"
 APP_TOKEN_LOOKALIKE = "xoxb-9999999999-not-an-app-level-token"
 
