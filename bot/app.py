@@ -272,9 +272,10 @@ def _workers(
     )
     deleter = Deleter(store, dws, poll_seconds=settings.snapcopy_poll_seconds, backoff=backoff)
     jobs = by_kind({COPY: copier, FOLLOW: copier, DELETE: deleter, DELETE_FOLLOW: deleter})
+    lease = settings.snapcopy_lease_seconds
     workers = (
-        Workers(store, Queue.DWS, jobs, holder),
-        Workers(store, Queue.SLACK, outbox, holder, hold_off=outbox.hold_off),
+        Workers(store, Queue.DWS, jobs, holder, lease_seconds=lease),
+        Workers(store, Queue.SLACK, outbox, holder, lease_seconds=lease, hold_off=outbox.hold_off),
     )
     for each in workers:
         store.on_new_work(each.wake)

@@ -8,7 +8,8 @@
      ├── AlreadyApproved     this person's approval is counted already (N-of-M)
      ├── RequestExpired      the request waited longer than the policy allows
      ├── UnknownRequest      no request has that id
-     └── BadInput            a field is wrong; `.field` names it (modal block or command word)
+     ├── BadInput            a field is wrong; `.field` names it (modal block or command word)
+     └── StoreUnavailable    the database cannot take the change now (full, locked, damaged, …)
 
     ConfigError              start-up cannot go on: one line per thing an operator must fix
 
@@ -93,6 +94,32 @@ class BadInput(SnapcopyError):
     def __init__(self, field: str, message: str) -> None:
         self.field = field
         super().__init__(message)
+
+
+class StoreUnavailable(SnapcopyError):
+    """The database could not be read or written just now; nothing was changed.
+
+    `reason` is one of REASONS' keys; the store raises it for SQLite's "database or disk is
+    full", "database is locked", "attempt to write a readonly database", I/O errors and a
+    damaged file, so that an answer can say plainly that the action did not count.
+    """
+
+    REASONS = {
+        "full": "its disk is full",
+        "locked": "another process has held it for too long",
+        "read-only": "it is read-only",
+        "corrupt": "its file is damaged",
+        "io": "its disk did not answer",
+        "unavailable": "it cannot be opened",
+    }
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason if reason in self.REASONS else "unavailable"
+        self.detail = detail
+        super().__init__(
+            f"This could not be saved: snapcopy's database {self.REASONS[self.reason]}. "
+            "Nothing was changed and this did not count; try again in a few minutes."
+        )
 
 
 class ConfigError(Exception):

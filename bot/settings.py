@@ -93,6 +93,14 @@ class Settings(BaseSettings):
         description="First wait before DWS work that met passing trouble is tried again; it "
         "doubles each time, up to 5 minutes, unless DWS says how long (Retry-After).",
     )
+    snapcopy_lease_seconds: float = Field(
+        30.0,
+        ge=1.0,
+        le=3600.0,
+        description="How long work (a DWS job, a Slack message) stays its worker's after its "
+        "last renewal; a live worker renews it every third of this. After a crash, another "
+        "process takes the work over this long after the last renewal.",
+    )
     snapcopy_outbox_stuck_minutes: PositiveFloat = Field(
         30.0,
         description="/healthz answers 503 when a Slack message has waited longer than this.",

@@ -140,6 +140,14 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX events_group_changes ON events (id) WHERE kind = 'group_members_changed';
     """,
+    # Leases with a token (fencing) and a beat count (renewals), and when a row's due time
+    # was set (so a clock set back does not hold it up): bot/work/queue.py.
+    """
+    ALTER TABLE work ADD COLUMN lease_token TEXT;
+    ALTER TABLE work ADD COLUMN beats INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE work ADD COLUMN scheduled_at TEXT;
+    CREATE UNIQUE INDEX work_lease_token ON work (lease_token) WHERE lease_token IS NOT NULL;
+    """,
 )
 
 

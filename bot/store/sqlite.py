@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -31,8 +31,10 @@ from bot.domain import CopyRequest, NewRequest, State
 from bot.store.pool import Pool
 from bot.store.rows import add_event, conditions, decode, encode
 from bot.store.schema import migrate
+from bot.store.work import WorkRows
+from bot.work import fence
 from bot.work import queue as work_queue
-from bot.work.queue import Claimed, Queue, Work
+from bot.work.queue import Work
 
 POOL_SIZE = 8
 
@@ -64,7 +66,7 @@ class NameInUse(Exception):
         super().__init__(f"request #{request_id} already uses the name {name}")
 
 
-class Store:
+class Store(WorkRows):
     """Requests, events and work. Safe to share between threads and processes."""
 
     def __init__(self, path: Path | str, *, pool_size: int = POOL_SIZE) -> None:
@@ -78,8 +80,15 @@ class Store:
         """A connection of the pool for one operation (reads); waits while all are in use."""
         return self._pool.connection()
 
-    def _transaction(self) -> AbstractContextManager[sqlite_utils.Database]:
-        return self._pool.transaction()
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite_utils.Database]:
+        """One immediate transaction; on a thread running a row of work (bot/work/fence.py), it
+        first checks that the row's lease still holds, and writes nothing if it does not."""
+        with self._pool.transaction() as db:
+            lease = fence.current()
+            if lease is not None and not work_queue.held(db, lease):
+                raise fence.LeaseLost(lease)
+            yield db
 
     def close(self) -> None:
         self._pool.close()
@@ -314,84 +323,9 @@ class Store:
             )
             return cursor.rowcount == 1
 
-    # --- work ----------------------------------------------------------------------------
-
-    def add_work(self, request_id: int, work: Sequence[Work]) -> None:
-        with self._transaction() as db:
-            work_queue.add(db, request_id, work, now_iso())
-        self._added(work)
-
-    def claim(self, queue_name: Queue, worker: str, lease_seconds: float) -> Claimed | None:
-        """Take the lease on one due row of `queue_name` (bot/work/queue.py), or None."""
-        with self._transaction() as db:
-            return work_queue.claim(db, queue_name, worker, lease_seconds)
-
-    def finish(
-        self, claimed: Claimed, outcome: str, *, work: Sequence[Work] = (), **fields: Any
-    ) -> None:
-        """Mark a claimed row done, optionally adding the work that follows it."""
-        stamp = now_iso()
-        with self._transaction() as db:
-            work_queue.finish(db, claimed, outcome, stamp)
-            if fields:
-                db.table("requests").update(
-                    claimed.request_id, {**encode(fields), "updated_at": stamp}
-                )
-            work_queue.add(db, claimed.request_id, work, stamp)
-        self._added(work)
-
-    def retry(
-        self,
-        claimed: Claimed,
-        *,
-        after: float,
-        error: str,
-        problem: str | None = None,
-        fresh: bool = False,
-    ) -> None:
-        """Give the row back, due again `after` seconds from now; `fresh` restarts its count."""
-        with self._transaction() as db:
-            work_queue.retry(db, claimed, after=after, error=error, problem=problem, fresh=fresh)
-
-    def release(self, worker: str, *, event: str | None = None) -> list[int]:
-        """Give back every lease `worker` holds (shutdown, or a holder known to be dead).
-        Returns the requests concerned, each of which gets `event` in its trail when given."""
-        stamp = now_iso()
-        with self._transaction() as db:
-            released = work_queue.release(db, worker)
-            if event is not None:
-                for request_id, queue_name, kind in released:
-                    details = {"holder": worker, "queue": queue_name, "kind": kind}
-                    add_event(db, request_id, event, None, details, stamp)
-        return sorted({request_id for request_id, _, _ in released})
-
-    def lease_holders(self) -> list[str]:
-        with self.connection() as db:
-            return work_queue.holders(db)
-
-    def owed(self) -> dict[Queue, tuple[int, str | None]]:
-        """Per queue: how many rows are unfinished, and since when the oldest."""
-        with self.connection() as db:
-            return work_queue.owed(db)
-
     def count_by_state(self) -> dict[str, int]:
         rows = self._query("SELECT state, count(*) AS n FROM requests GROUP BY state")
         return {row["state"]: int(row["n"]) for row in rows}
-
-    def open_work(self, request_id: int | None = None) -> list[dict[str, Any]]:
-        """Unfinished rows, oldest first (for one request if given)."""
-        with self.connection() as db:
-            return work_queue.rows(db, request_id, open_only=True)
-
-    def work_rows(self, request_id: int) -> list[dict[str, Any]]:
-        """Every row of work a request caused, done or not, oldest first."""
-        with self.connection() as db:
-            return work_queue.rows(db, request_id, open_only=False)
-
-    def next_due(self, queue_name: Queue) -> str | None:
-        """When the earliest unfinished row nobody holds is due (a read: no write lock)."""
-        with self.connection() as db:
-            return work_queue.next_due(db, queue_name, now_iso())
 
     # --- reads ---------------------------------------------------------------------------
 

@@ -5,22 +5,32 @@ number of threads and processes on one database run each row once; rows of one r
 order (only its oldest unfinished row of a queue can be claimed), and a request has at most one
 unfinished DWS job (a unique index), so "make sure it is being worked on" is safe to say twice.
 
+A claim gives the row a random lease token. Everything the holder writes afterwards (the row's
+finish or retry, and, through the store's fence, the request's changes) is conditional on that
+token: a holder whose lease was taken over writes nothing. Each renewal or fenced write counts
+a beat (`beats`); a lease runs out when another process has watched its beats stand still for
+the lease's length by its own monotonic clock (bot/work/leases.py), never by comparing wall
+clocks, so a clock step either way neither ends a live lease nor keeps a dead one.
+
 These functions run inside the store's transactions (`db` is the connection of one); the store
 decides when to commit. Nothing here knows what a row means: that is each queue's handler's.
+The SQL is plain (no engine-specific function); times are computed here, in Python.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
 import sqlite_utils
 
-from bot.clock import iso
+from bot import clock
+from bot.clock import iso, parse_iso
 
 
 class Queue(StrEnum):
@@ -45,7 +55,7 @@ class Work:
 
 @dataclass(frozen=True)
 class Claimed:
-    """A row of work that this worker holds the lease on."""
+    """A row of work that this worker holds the lease on; `token` is the lease's."""
 
     id: int
     queue: str
@@ -55,18 +65,43 @@ class Claimed:
     attempts: int
     problem: str | None
     created_at: str
+    token: str = ""
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A lease as another process sees it: whose, and how many beats it has had."""
+
+    id: int
+    request_id: int
+    kind: str
+    holder: str
+    token: str
+    beats: int
+
+
+# A row nobody holds: no token, and no lease of an older version still running.
+_FREE = "{w}lease_token IS NULL AND ({w}lease_until IS NULL OR {w}lease_until < ?)"
 
 
 def add(db: sqlite_utils.Database, request_id: int, work: Sequence[Work], at: str) -> None:
-    now = datetime.now(UTC)
+    now = clock.utcnow()
     for item in work:
         due = iso(now + timedelta(seconds=item.delay))
-        values = [item.queue, request_id, item.kind, json.dumps(item.payload, default=str), due, at]
+        values = [
+            item.queue,
+            request_id,
+            item.kind,
+            json.dumps(item.payload, default=str),
+            due,
+            iso(now),
+            at,
+        ]
         # One unfinished DWS job per request (the unique index): adding another is a no-op.
         verb = "INSERT OR IGNORE" if item.queue == Queue.DWS else "INSERT"
         insert = (
-            f"{verb} INTO work (queue, request_id, kind, payload, due_at, created_at)"
-            " SELECT ?, ?, ?, ?, ?, ?"
+            f"{verb} INTO work (queue, request_id, kind, payload, due_at, scheduled_at,"
+            " created_at) SELECT ?, ?, ?, ?, ?, ?, ?"
         )
         if item.coalesce:
             insert += (
@@ -81,14 +116,16 @@ def claim(
     db: sqlite_utils.Database, queue: Queue, worker: str, lease_seconds: float
 ) -> Claimed | None:
     """Take the lease on one due row of `queue`, or None when nothing is due."""
-    now = datetime.now(UTC)
+    now = clock.utcnow()
+    token = secrets.token_hex(8)
     row = db.execute(
-        """
-        UPDATE work SET claimed_by = ?, lease_until = ?, attempts = attempts + 1
+        f"""
+        UPDATE work SET claimed_by = ?, lease_token = ?, lease_until = ?, beats = 0,
+            attempts = attempts + 1
         WHERE id = (
             SELECT w.id FROM work w
             WHERE w.queue = ? AND w.done_at IS NULL AND w.due_at <= ?
-              AND (w.lease_until IS NULL OR w.lease_until < ?)
+              AND {_FREE.format(w="w.")}
               AND NOT EXISTS (
                   SELECT 1 FROM work e
                   WHERE e.queue = w.queue AND e.request_id = w.request_id
@@ -96,7 +133,7 @@ def claim(
             ORDER BY w.due_at, w.id LIMIT 1)
         RETURNING id, queue, request_id, kind, payload, attempts, problem, created_at
         """,
-        [worker, iso(now + timedelta(seconds=lease_seconds)), queue, iso(now), iso(now)],
+        [worker, token, iso(now + timedelta(seconds=lease_seconds)), queue, iso(now), iso(now)],
     ).fetchone()
     if row is None:
         return None
@@ -109,15 +146,29 @@ def claim(
         attempts=row[5],
         problem=row[6],
         created_at=row[7],
+        token=token,
     )
 
 
-def finish(db: sqlite_utils.Database, claimed: Claimed, outcome: str, at: str) -> None:
-    db.execute(
-        "UPDATE work SET done_at = ?, outcome = ?, claimed_by = NULL, lease_until = NULL"
-        " WHERE id = ?",
-        [at, outcome, claimed.id],
+def held(db: sqlite_utils.Database, claimed: Claimed) -> bool:
+    """Whether `claimed`'s lease is still its holder's; counts a beat if it is. Run first in a
+    writing transaction, it fences the writes after it (the UPDATE also locks the row on
+    engines with row locks, so no takeover commits in between)."""
+    cursor = db.execute(
+        "UPDATE work SET beats = beats + 1 WHERE id = ? AND lease_token = ? AND done_at IS NULL",
+        [claimed.id, claimed.token],
     )
+    return cursor.rowcount == 1
+
+
+def finish(db: sqlite_utils.Database, claimed: Claimed, outcome: str, at: str) -> bool:
+    """Mark the row done, if its lease is still `claimed`'s."""
+    cursor = db.execute(
+        "UPDATE work SET done_at = ?, outcome = ?, claimed_by = NULL, lease_token = NULL,"
+        " lease_until = NULL WHERE id = ? AND lease_token = ? AND done_at IS NULL",
+        [at, outcome, claimed.id, claimed.token],
+    )
+    return cursor.rowcount == 1
 
 
 def retry(
@@ -128,27 +179,88 @@ def retry(
     error: str,
     problem: str | None,
     fresh: bool,
-) -> None:
-    """Give the row back, due again `after` seconds from now; `fresh` restarts its count."""
-    due = iso(datetime.now(UTC) + timedelta(seconds=max(0.0, after)))
-    db.execute(
-        "UPDATE work SET due_at = ?, last_error = ?, problem = ?, claimed_by = NULL,"
-        " lease_until = NULL, attempts = CASE WHEN ? THEN 0 ELSE attempts END"
-        " WHERE id = ?",
-        [due, error[:500] or None, problem, fresh, claimed.id],
+) -> bool:
+    """Give the row back, due again `after` seconds from now; `fresh` restarts its count.
+    Nothing happens, and False is returned, when the lease is no longer `claimed`'s."""
+    now = clock.utcnow()
+    due = iso(now + timedelta(seconds=max(0.0, after)))
+    cursor = db.execute(
+        "UPDATE work SET due_at = ?, scheduled_at = ?, last_error = ?, problem = ?,"
+        " claimed_by = NULL, lease_token = NULL, lease_until = NULL,"
+        " attempts = CASE WHEN ? THEN 0 ELSE attempts END"
+        " WHERE id = ? AND lease_token = ? AND done_at IS NULL",
+        [due, iso(now), error[:500] or None, problem, fresh, claimed.id, claimed.token],
     )
+    return cursor.rowcount == 1
 
 
 def release(db: sqlite_utils.Database, worker: str) -> list[tuple[int, str, str]]:
     """Give back every lease `worker` holds; the attempt it was counted as did not happen.
     Returns (request id, queue, kind) of each row given back."""
     rows = db.execute(
-        "UPDATE work SET claimed_by = NULL, lease_until = NULL,"
-        " attempts = max(0, attempts - 1) WHERE claimed_by = ? AND done_at IS NULL"
-        " RETURNING request_id, queue, kind",
+        "UPDATE work SET claimed_by = NULL, lease_token = NULL, lease_until = NULL,"
+        " attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END"
+        " WHERE claimed_by = ? AND done_at IS NULL RETURNING request_id, queue, kind",
         [worker],
     ).fetchall()
     return [(int(row[0]), str(row[1]), str(row[2])) for row in rows]
+
+
+def renew(db: sqlite_utils.Database, tokens: Sequence[str], lease_seconds: float) -> set[str]:
+    """Count a beat for each lease still held by one of `tokens`; returns those still held.
+    `lease_until` is only what a reader (or an older version) takes for the lease's end."""
+    until = iso(clock.utcnow() + timedelta(seconds=lease_seconds))
+    kept: set[str] = set()
+    for token in tokens:
+        cursor = db.execute(
+            "UPDATE work SET beats = beats + 1, lease_until = ?"
+            " WHERE lease_token = ? AND done_at IS NULL",
+            [until, token],
+        )
+        if cursor.rowcount == 1:
+            kept.add(token)
+    return kept
+
+
+def leases(db: sqlite_utils.Database, queue: Queue) -> list[Lease]:
+    """Every lease held on an unfinished row of `queue`."""
+    rows = db.execute(
+        "SELECT id, request_id, kind, claimed_by, lease_token, beats FROM work"
+        " WHERE queue = ? AND done_at IS NULL AND lease_token IS NOT NULL",
+        [queue],
+    ).fetchall()
+    return [
+        Lease(int(r[0]), int(r[1]), str(r[2]), str(r[3] or ""), str(r[4]), int(r[5])) for r in rows
+    ]
+
+
+def expire(db: sqlite_utils.Database, lease: Lease) -> bool:
+    """End a lease that ran out, if it still stands exactly as watched (same token, no beat
+    since); the row is free again and keeps its attempt count."""
+    cursor = db.execute(
+        "UPDATE work SET claimed_by = NULL, lease_token = NULL, lease_until = NULL"
+        " WHERE id = ? AND lease_token = ? AND beats = ? AND done_at IS NULL",
+        [lease.id, lease.token, lease.beats],
+    )
+    return cursor.rowcount == 1
+
+
+def rebase(db: sqlite_utils.Database, queue: Queue) -> int:
+    """Rows scheduled "in the future" were scheduled before the clock was set back: each is
+    due its intended delay from now, not the clock's step later. Returns how many moved."""
+    now = clock.utcnow()
+    rows = db.execute(
+        "SELECT id, due_at, scheduled_at FROM work WHERE queue = ? AND done_at IS NULL"
+        " AND scheduled_at > ?",
+        [queue, iso(now)],
+    ).fetchall()
+    for row_id, due_at, scheduled_at in rows:
+        delay = max(timedelta(0), parse_iso(due_at) - parse_iso(scheduled_at))
+        db.execute(
+            "UPDATE work SET due_at = ?, scheduled_at = ? WHERE id = ? AND scheduled_at = ?",
+            [iso(now + delay), iso(now), row_id, scheduled_at],
+        )
+    return len(rows)
 
 
 def holders(db: sqlite_utils.Database) -> list[str]:
@@ -172,7 +284,7 @@ def next_due(db: sqlite_utils.Database, queue: Queue, now: str) -> str | None:
     """When the earliest unfinished row nobody holds is due."""
     row = db.execute(
         "SELECT min(due_at) FROM work WHERE queue = ? AND done_at IS NULL"
-        " AND (lease_until IS NULL OR lease_until < ?)",
+        f" AND {_FREE.format(w='')}",
         [queue, now],
     ).fetchone()
     return row[0] if row else None

@@ -7,31 +7,37 @@ that follows), or due again later. Threads sleep until the next row is due, a li
 process adds work (the store calls `wake()` after such a commit), or a short poll finds work
 another process added.
 
+While a handler runs, its lease is renewed by the `Keeper` (bot/work/leases.py) and its writes
+are fenced by it (bot/work/fence.py): if the lease was lost meanwhile, the handler's writes and
+the row's outcome are all refused, and the row is left to whoever holds it now.
+
 Shutdown (`stop()`) stops claiming, lets calls in flight end, and gives back every lease this
-process holds: work is paused, never failed. A crashed holder's leases run out by themselves;
-on the same host, `release_dead_holders` gives them back at once.
+process holds: work is paused, never failed. A crashed holder's leases run out by themselves
+(a lease's length after its last renewal); when the holder is certainly dead
+(bot/work/holder.py), `release_dead_holders` gives them back at once.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import secrets
-import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from bot.clock import age_seconds
+from bot.errors import StoreUnavailable
 from bot.store import Store
+from bot.work.fence import LeaseLost, holding
+from bot.work.holder import certainly_dead, this_process
+from bot.work.leases import LEASE_SECONDS, Keeper
 from bot.work.queue import Claimed, Queue, Work
 
 log = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 0.5
-LEASE_SECONDS = 120.0
+# A store that cannot be written is said once this often per queue, not at every poll.
+TROUBLE_LOG_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -74,43 +80,20 @@ def by_kind(handlers: dict[str, Handler]) -> Handler:
 
 
 def holder_name() -> str:
-    """Who holds a lease: host and pid (so a dead holder on this host can be recognised) and a
-    random part (so a reused pid is not mistaken for the old holder)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    """A new, unique name for the holder of this process's leases (bot/work/holder.py)."""
+    return this_process().name
 
 
 def release_dead_holders(store: Store) -> list[int]:
-    """Give back leases held by processes of this host that no longer run (SIGKILL, OOM), so
-    their work goes on now instead of when the lease runs out; returns the requests concerned."""
-    host = socket.gethostname()
+    """Give back leases held by processes that certainly no longer run (SIGKILL, OOM) on this
+    host, in this pid namespace, since its boot, so their work goes on now instead of when the
+    lease runs out; returns the requests concerned."""
+    me = this_process()
     released: list[int] = []
     for holder in store.lease_holders():
-        name, _, rest = holder.partition(":")
-        pid_text = rest.partition(":")[0]
-        if name == host and pid_text.isdigit() and not _alive(int(pid_text)):
+        if certainly_dead(holder, me):
             released += store.release(holder, event="reconciled")
     return released
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # somebody else's process: alive
-    return not _zombie(pid)
-
-
-def _zombie(pid: int) -> bool:
-    """A killed process nobody has reaped yet (common in containers) holds nothing any more."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False  # no /proc here: trust kill(0)
-    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 @dataclass
@@ -128,8 +111,19 @@ class Workers:
     _wakeup: threading.Condition = field(default_factory=threading.Condition)
     _generation: int = 0
     _running: list[threading.Thread] = field(default_factory=list)
+    _keeper: Keeper | None = None
+    _trouble_said: float = -TROUBLE_LOG_SECONDS
+
+    @property
+    def keeper(self) -> Keeper:
+        if self._keeper is None:
+            self._keeper = Keeper(
+                self.store, self.queue, self.holder, self.lease_seconds, on_freed=self.wake
+            )
+        return self._keeper
 
     def start(self) -> None:
+        self.keeper.start()
         for number in range(self.threads):
             thread = threading.Thread(
                 target=self._loop, name=f"{self.queue}-worker-{number}", daemon=True
@@ -150,7 +144,15 @@ class Workers:
         deadline = time.monotonic() + timeout
         for thread in self._running:
             thread.join(max(0.0, deadline - time.monotonic()))
-        released = self.store.release(self.holder)
+        self.keeper.stop()
+        try:
+            released = self.store.release(self.holder)
+        except StoreUnavailable as error:
+            log.warning(
+                "could not give work back at shutdown; its leases will run out",
+                extra={"queue": self.queue, "error": str(error)},
+            )
+            return
         if released:
             log.info("work paused for shutdown", extra={"queue": self.queue, "requests": released})
 
@@ -158,11 +160,23 @@ class Workers:
         while not self._stop.is_set():
             try:
                 wait = self._run_one()
+            except StoreUnavailable as error:
+                self._trouble(error)
+                wait = self.idle_seconds
             except Exception:
                 log.exception("claiming work failed", extra={"queue": self.queue})
                 wait = self.idle_seconds
             if wait > 0:
                 self._sleep(wait)
+
+    def _trouble(self, error: StoreUnavailable) -> None:
+        now = time.monotonic()
+        if now - self._trouble_said >= TROUBLE_LOG_SECONDS:
+            self._trouble_said = now
+            log.warning(
+                "the database cannot be used; work waits",
+                extra={"queue": self.queue, "reason": error.reason, "error": error.detail},
+            )
 
     def _run_one(self) -> float:
         """Run one due row; returns how long to sleep before looking again (0: at once)."""
@@ -174,24 +188,50 @@ class Workers:
             # What was due is held by another thread, or waits behind a row of its request
             # that is: the holder goes on to it when it is done.
             return self.idle_seconds
+        self.keeper.hold(claimed)
         try:
-            result = self.handler(claimed)
+            result = self._handle(claimed)
+            if result is not None and not self._apply(claimed, result):
+                self._lost(claimed)
+        finally:
+            self.keeper.drop(claimed)
+        return 0.0
+
+    def _handle(self, claimed: Claimed) -> Result | None:
+        """The handler's result, with every write it makes fenced by the lease; None when the
+        lease was lost meanwhile (the handler wrote nothing after that)."""
+        try:
+            with holding(claimed):
+                return self.handler(claimed)
+        except LeaseLost:
+            self._lost(claimed)
+            return None
+        except StoreUnavailable as error:
+            self._trouble(error)
+            return Retry(after=self.idle_seconds * 4, error=f"database: {error.reason}")
         except Exception as error:
             # A bug of ours, not a refusal: keep the work, and say so loudly.
             where = {"queue": self.queue, "work_id": claimed.id, "kind": claimed.kind}
             log.exception("work failed", extra=where)
-            result = Retry(after=60.0, error=f"internal error: {type(error).__name__}")
+            return Retry(after=60.0, error=f"internal error: {type(error).__name__}")
+
+    def _apply(self, claimed: Claimed, result: Result) -> bool:
+        """Finish or retry the row; False when its lease is no longer ours."""
         if isinstance(result, Done):
-            self.store.finish(claimed, result.outcome, work=result.then)
-        else:
-            self.store.retry(
-                claimed,
-                after=result.after,
-                error=result.error,
-                problem=result.problem,
-                fresh=result.fresh,
-            )
-        return 0.0
+            return self.store.finish(claimed, result.outcome, work=result.then)
+        return self.store.retry(
+            claimed,
+            after=result.after,
+            error=result.error,
+            problem=result.problem,
+            fresh=result.fresh,
+        )
+
+    def _lost(self, claimed: Claimed) -> None:
+        log.warning(
+            "lease lost while working: nothing more written, the new holder goes on",
+            extra={"queue": self.queue, "work_id": claimed.id, "kind": claimed.kind},
+        )
 
     def _sleep(self, seconds: float) -> None:
         """Until `seconds` pass (at most one idle poll), a wake(), or stop()."""
