@@ -8,7 +8,9 @@ row, so running a job again after a crash is always safe:
   then `approved → copying`, then linked-copy.
 - `copy`, request `copying` without a new id: a call may or may not have reached DWS, so the
   name is looked up first and the copy adopted if it is there; otherwise linked-copy again.
-  The backup name is the idempotency key that linked-copy itself lacks.
+  The backup name is the idempotency key that linked-copy itself lacks: a "name already
+  exists" answer to the call is adopted too (the copy the request knows, or the snapshot the
+  name finds), never a failure.
 - `follow`: one status read per run, due again every `poll_seconds` until AVAILABLE or
   UNAVAILABLE. A new id DWS no longer knows is looked up by name.
 
@@ -25,7 +27,14 @@ from typing import Any
 from bot.clock import age_seconds, now_iso
 from bot.domain import CopyRequest, State
 from bot.dws import DwsClient, DwsError, InvalidInput, RegionalDws, SnapshotStatus
-from bot.dws_retry import DWS_BACKOFF, Verdict, dws_copy_verdict, dws_problem, dws_read_verdict
+from bot.dws_retry import (
+    DWS_BACKOFF,
+    Verdict,
+    dws_copy_verdict,
+    dws_problem,
+    dws_read_verdict,
+    name_taken,
+)
 from bot.notifier import News, tell
 from bot.store import Store
 from bot.work.backoff import Backoff
@@ -41,6 +50,9 @@ _MISSING_CODES = frozenset({"DWS.5149", "DWS.0015"})
 FROZEN_STATUSES = frozenset({SnapshotStatus.FROZEN, SnapshotStatus.POLICE_FROZEN})
 FROZEN_SLOWDOWN = 4
 KNOWN_STATUSES = frozenset(status.value for status in SnapshotStatus)
+# How often a "name already exists" answer is met with a lookup that finds no such snapshot
+# before the request fails with it.
+NAME_TAKEN_TRIES = 5
 
 
 def copy_job() -> Work:
@@ -168,6 +180,8 @@ class Copier:
             return self._fail(request, error)
         except DwsError as error:
             self.store.add_dws_request_id(request.id, error.request_id)
+            if name_taken(error):
+                return self._name_taken(job, request, error)
             verdict = dws_copy_verdict(error)
             if verdict == Verdict.FINAL:
                 return self._fail(request, error)
@@ -176,6 +190,23 @@ class Copier:
         return self._copied(
             request, copied.snapshot_id, dws_request_id=copied.request_id, adopted=False
         )
+
+    def _name_taken(self, job: Claimed, request: CopyRequest, error: DwsError) -> Result:
+        """DWS says the name is taken: by this request's own copy, made by an earlier call
+        whose answer was lost or by a worker that lost its lease. It is adopted, never failed
+        for: the request's copy if known, else the snapshot of that name."""
+        known = self.store.require(request.id).new_snapshot_id
+        if known:
+            return Done("copied", then=(follow_job(),))
+        try:
+            found = self._dws(request).find_snapshot_by_name(request.backup_name)
+        except DwsError as lookup_error:
+            return self._again(job, request, lookup_error)
+        if found is not None:
+            return self._copied(request, found.id, dws_request_id=None, adopted=True)
+        if job.attempts >= NAME_TAKEN_TRIES:
+            return self._fail(request, error)  # DWS keeps saying so, yet shows no such snapshot
+        return self._again(job, request, error)
 
     def _copied(
         self, request: CopyRequest, snapshot_id: str, *, dws_request_id: str | None, adopted: bool

@@ -54,3 +54,9 @@ def dws_problem(error: DwsError) -> str:
     if isinstance(error, MalformedResponse):
         return "unreadable"
     return str(error.error_code or error.status or "error")
+
+
+def name_taken(error: DwsError) -> bool:
+    """A linked-copy refused because a snapshot of that name exists already."""
+    client_error = error.status is not None and 400 <= error.status < 500
+    return client_error and "already exist" in error.error_msg.lower()

@@ -230,3 +230,62 @@ def test_a_new_id_dws_no_longer_knows_is_found_by_name(
 
     assert store.require(request.id).new_snapshot_id == moved
     assert "adopted" in kinds(store, request)
+
+
+# --- a name already taken: adopted, never failed (regression: a stale holder's or a lost
+# call's copy made the next call answer "already exists", and the request failed although its
+# copy existed) -------------------------------------------------------------------------------
+
+
+def test_an_already_exists_answer_adopts_the_snapshot_the_name_finds(
+    store: Store, copier: Copier, fake: FakeDws
+) -> None:
+    request = approved(store)
+    exists = dws_error(400, "DWS.0001", "A snapshot named keep-me already exists.")
+    made = listing(snapshot_json(name="keep-me", snapshot_id=NEW_ID, status="CREATING"))
+    fake.queue(listing(), exists, made)
+
+    result = run(store, copier)
+
+    assert isinstance(result, Done) and [w.kind for w in result.then] == ["follow"]
+    now = store.require(request.id)
+    assert (now.state, now.new_snapshot_id) == (State.COPYING, NEW_ID)
+    copied = [e for e in store.events(request.id) if e["kind"] == "copied"]
+    assert copied[-1]["details"]["adopted"] is True
+
+
+def test_an_already_exists_answer_keeps_the_copy_the_request_knows(
+    store: Store, copier: Copier, fake: FakeDws
+) -> None:
+    request = approved(store)
+    store.transition(
+        request.id,
+        allowed_from=[State.APPROVED],
+        to=State.COPYING,
+        event="copy_started",
+        actor=None,
+    )
+    fake.queue(listing())  # the resumed job looks the name up: not there yet
+
+    def known_meanwhile(http_request: object) -> object:
+        # Another worker recorded the copy while this call was on its way.
+        store.update(request.id, new_snapshot_id=NEW_ID, snapshot_status="CREATING")
+        return dws_error(400, "DWS.0001", "A snapshot named keep-me already exists.")
+
+    fake.queue(known_meanwhile)  # type: ignore[arg-type]
+    result = run(store, copier)
+
+    assert isinstance(result, Done) and result.outcome == "copied"
+    assert store.require(request.id).state == State.COPYING
+    assert store.require(request.id).new_snapshot_id == NEW_ID
+
+
+def test_an_already_exists_answer_without_such_a_snapshot_is_tried_again(
+    store: Store, copier: Copier, fake: FakeDws
+) -> None:
+    request = approved(store)
+    fake.queue(listing(), dws_error(400, "DWS.0001", "A snapshot named keep-me already exists."))
+    fake.queue(listing())
+
+    assert isinstance(run(store, copier), Retry)
+    assert store.require(request.id).state == State.COPYING
