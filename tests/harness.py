@@ -410,11 +410,18 @@ class BotProcess:
 
     @staticmethod
     def spawn(
-        env: Mapping[str, str | None], *, cwd: Path, serve_args: Sequence[str], log_path: Path
+        env: Mapping[str, str | None],
+        *,
+        cwd: Path,
+        serve_args: Sequence[str],
+        log_path: Path,
+        prefix: Sequence[str] = (),
+        module: str = "bot",
     ) -> tuple[subprocess.Popen[bytes], Any]:
+        """`python -m <module> serve …`, run through `prefix` (e.g. `unshare …`) if given."""
         log_file = log_path.open("ab")
         process = subprocess.Popen(
-            [sys.executable, "-m", "bot", "serve", *serve_args],
+            [*prefix, sys.executable, "-m", module, "serve", *serve_args],
             cwd=cwd,
             env=subprocess_env(env),
             stdin=subprocess.DEVNULL,
@@ -493,9 +500,12 @@ class ProcessServer(BotProcess, BotServer):
         port_option: bool = True,
         log_path: Path | None = None,
         timeout: float = START_TIMEOUT,
+        prefix: Sequence[str] = (),
+        module: str = "bot",
     ) -> ProcessServer:
         """Start and wait for /healthz. With `port_option=False` the port is not passed as
-        `--port`: the process must find it in `env["PORT"]`."""
+        `--port`: the process must find it in `env["PORT"]`. `prefix` runs it through another
+        command (`unshare …`), `module` through another entry point (tests/clockstep.py)."""
         if port_option:
             port = port or free_port()
             port_args = ["--port", str(port)]
@@ -503,7 +513,9 @@ class ProcessServer(BotProcess, BotServer):
             port, port_args = int(env["PORT"] or 0), []
         log_path = log_path or cwd / f"bot-{port}.log"
         serve_args = ["--host", "127.0.0.1", *port_args, *args]
-        process, log_file = cls.spawn(env, cwd=cwd, serve_args=serve_args, log_path=log_path)
+        process, log_file = cls.spawn(
+            env, cwd=cwd, serve_args=serve_args, log_path=log_path, prefix=prefix, module=module
+        )
         server = cls(process, port=port, env=env, log_path=log_path, log_file=log_file)
         try:
             server.wait_healthy(timeout)
