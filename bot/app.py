@@ -26,6 +26,7 @@ from bot.catalog import SnapshotCatalog
 from bot.deletion_jobs import Deleter
 from bot.dws import AkSkAuth, DwsClient, DwsTarget, RegionalDws, RetryPolicy, build_http_client
 from bot.dws_jobs import COPY, FOLLOW, Copier
+from bot.errors import StoreUnavailable
 from bot.group_changes import StoredChangeLog
 from bot.incident import Incident
 from bot.lifecycle import CopyService
@@ -90,7 +91,13 @@ class Runtime:
                 daemon=True,
             ).start()
         if self.sweeper is not None:
-            self.sweeper.recover()
+            try:
+                self.sweeper.recover()
+            except StoreUnavailable as error:
+                log.error(
+                    "could not pick up unfinished work at start; the sweeper tries again",
+                    extra={"reason": error.reason, "error": error.detail},
+                )
         for workers in self.workers:
             workers.start()
         if self.sweeper is not None:
@@ -122,6 +129,7 @@ def build_runtime(
     closers: list[Callable[[], None]] = []
     stop = threading.Event()
     store = Store(settings.snapcopy_db)
+    store.check()  # damaged, full, read-only or held too long: stop here, in one sentence
     metrics = Metrics(store)
     client = slack_client(settings, metrics, sandbox=sandbox)
     token_ok = _check_token(client)

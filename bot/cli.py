@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import bot
 from bot import audit as audit_log
@@ -83,7 +84,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.socket and args.port is not None:
         print("snapcopy serve: --port applies to HTTP mode, not --socket.", file=sys.stderr)
         return EXIT_USAGE
-    from bot.errors import ConfigError
+    from bot.errors import ConfigError, StoreUnavailable
     from bot.settings import load_all
 
     overrides = {"port": args.port} if args.port is not None else {}
@@ -107,11 +108,33 @@ def _serve(args: argparse.Namespace) -> int:
     except TokenRefused as refused:
         print(ConfigError([str(refused)]).render(), file=sys.stderr)
         return EXIT_USAGE
+    except StoreUnavailable as trouble:
+        print(ConfigError([_unusable(settings.snapcopy_db, trouble)]).render(), file=sys.stderr)
+        return EXIT_USAGE
     except sqlite3.Error as error:
         problem = f"the audit log {settings.snapcopy_db} cannot be opened for writing: {error}."
         print(ConfigError([problem]).render(), file=sys.stderr)
         return EXIT_USAGE
     return 0
+
+
+# What to do about a database that cannot be used at start-up, by StoreUnavailable.reason.
+_FIXES = {
+    "full": "free some space on its volume",
+    "locked": "stop the process that holds it, or wait for it to finish",
+    "read-only": "make the file and its directory writable for this user",
+    "corrupt": "restore it from a backup, or rebuild it with sqlite3's .recover",
+    "io": "check the volume it is on",
+    "unavailable": "check that the file is an SQLite database on a mounted volume",
+}
+
+
+def _unusable(path: object, trouble: Any) -> str:
+    """One sentence: which database, what is wrong with it, what SQLite said, what to do."""
+    return (
+        f"SNAPCOPY_DB: the audit log {path} cannot be used: it {trouble.what} "
+        f"({trouble.detail}); {_FIXES[trouble.reason]}, then start snapcopy again."
+    )
 
 
 def _doctor(args: argparse.Namespace) -> int:

@@ -105,12 +105,12 @@ class StoreUnavailable(SnapcopyError):
     """
 
     REASONS = {
-        "full": "its disk is full",
-        "locked": "another process has held it for too long",
-        "read-only": "it is read-only",
-        "corrupt": "its file is damaged",
-        "io": "its disk did not answer",
-        "unavailable": "it cannot be opened",
+        "full": "is on a full disk",
+        "locked": "is held by another process",
+        "read-only": "is read-only",
+        "corrupt": "is damaged",
+        "io": "cannot reach its disk",
+        "unavailable": "cannot be opened",
     }
 
     def __init__(self, reason: str, detail: str = "") -> None:
@@ -120,6 +120,11 @@ class StoreUnavailable(SnapcopyError):
             f"This could not be saved: snapcopy's database {self.REASONS[self.reason]}. "
             "Nothing was changed and this did not count; try again in a few minutes."
         )
+
+    @property
+    def what(self) -> str:
+        """What is wrong, as in "the database ..."."""
+        return self.REASONS[self.reason]
 
 
 class ConfigError(Exception):

@@ -36,7 +36,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -104,10 +104,15 @@ class BufferedWsgi:
         *,
         on_startup: Callable[[], None] = lambda: None,
         on_shutdown: Callable[[], None] = lambda: None,
+        own_thread: Collection[str] = (),
     ) -> None:
         self.wsgi = wsgi
         self.limits = limits
         self._pool = ThreadPoolExecutor(max_workers=limits.threads, thread_name_prefix="http")
+        # Paths answered on a thread of their own (health checks): never queued behind the
+        # app's requests, however long those wait.
+        self._own_thread = frozenset(own_thread)
+        self._quick = ThreadPoolExecutor(max_workers=1, thread_name_prefix="http-quick")
         self._on_startup = on_startup
         self._on_shutdown = on_shutdown
         # Requests handed to the pool and not yet answered; only the event loop touches it.
@@ -130,6 +135,7 @@ class BufferedWsgi:
             elif message["type"] == "lifespan.shutdown":
                 # Calls in flight end first: the Runtime closes after the last response.
                 await loop.run_in_executor(None, self._pool.shutdown)
+                await loop.run_in_executor(None, self._quick.shutdown)
                 await loop.run_in_executor(None, self._on_shutdown)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -150,7 +156,7 @@ class BufferedWsgi:
             return
         if body is None:
             return  # the client went away
-        if self.in_app >= self.limits.max_requests:
+        if self.in_app >= self.limits.max_requests and scope["path"] not in self._own_thread:
             # Queued any deeper, it would be answered after Slack has given up on it.
             self._refused.note("busy")
             await _refuse(send, 503, "busy", [(b"retry-after", b"%d" % RETRY_AFTER_SECONDS)])
@@ -159,13 +165,18 @@ class BufferedWsgi:
 
     async def _dispatch(self, scope: dict[str, Any], body: bytes, send: Send) -> None:
         loop = asyncio.get_running_loop()
-        self.in_app += 1
-        try:
+        if scope["path"] in self._own_thread:
             status, headers, payload = await loop.run_in_executor(
-                self._pool, _run_wsgi, self.wsgi, scope, body
+                self._quick, _run_wsgi, self.wsgi, scope, body
             )
-        finally:
-            self.in_app -= 1
+        else:
+            self.in_app += 1
+            try:
+                status, headers, payload = await loop.run_in_executor(
+                    self._pool, _run_wsgi, self.wsgi, scope, body
+                )
+            finally:
+                self.in_app -= 1
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 

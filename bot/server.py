@@ -26,6 +26,7 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 import bot
 from bot.app import Runtime, build_runtime
 from bot.clock import age_seconds
+from bot.errors import StoreUnavailable
 from bot.front import BufferedWsgi, serve
 from bot.metrics import CONTENT_TYPE, System
 from bot.work.queue import Queue
@@ -45,6 +46,8 @@ HEALTH_PATH = "/healthz"
 METRICS_PATH = "/metrics"
 
 SIGNATURE_MAX_AGE_SECONDS = 5 * 60  # Slack's own replay window, which Bolt also uses
+# /healthz reads the work owed only if a connection of the pool is free about at once.
+HEALTH_WAIT_SECONDS = 0.2
 
 # What Bolt answers to a request that fails signature verification; ours looks the same.
 _BOLT_401 = {"error": "invalid request"}
@@ -134,30 +137,46 @@ def _signed_by_slack(secret: bytes | None, body: bytes, environ: WSGIEnvironment
 
 
 def _health(runtime: Runtime, start_response: StartResponse) -> Iterable[bytes]:
-    """Whether this process can do its job: the audit log reads, and Slack messages are not
-    stuck; with the last call to Slack and to DWS, and the work still owed."""
-    database = runtime.store.healthy()
+    """Whether this process can do its job: the audit log takes a write (bot/store/health.py),
+    and Slack messages are not stuck; with the last call to Slack and to DWS, and the work
+    still owed. Never waits behind the app's threads for the database."""
+    trouble = runtime.store.health()
+    database = trouble is None
     body: dict[str, Any] = {
         "ok": database,
         "version": bot.__version__,
         "database": database,
         "sandbox": runtime.sandbox,
     }
+    if trouble is not None:
+        body["database_problem"] = trouble.reason
+        log.warning(
+            "health: the database cannot take a write",
+            extra={"reason": trouble.reason, "error": trouble.detail},
+        )
     for system in System:
         last = runtime.metrics.last(system)
         body[system] = last.as_health() if last else None
     if database:
-        stuck_after = runtime.settings.snapcopy_outbox_stuck_minutes * 60
-        owed = runtime.store.owed()
-        for queue, name in ((Queue.SLACK, "outbox"), (Queue.DWS, "jobs")):
-            pending, since = owed[queue]
-            oldest = round(age_seconds(since), 1) if since else None
-            body[name] = {"pending": pending, "oldest_seconds": oldest}
-        oldest_message = body["outbox"]["oldest_seconds"]
-        if oldest_message is not None and oldest_message > stuck_after:
-            body["ok"] = False
-            body["outbox"]["stuck"] = True
+        _owed(runtime, body)
     return _json(start_response, 200 if body["ok"] else 503, body)
+
+
+def _owed(runtime: Runtime, body: dict[str, Any]) -> None:
+    """The work still owed, if a connection is free at once; whether messages are stuck."""
+    try:
+        owed = runtime.store.owed(wait=HEALTH_WAIT_SECONDS)
+    except StoreUnavailable:
+        return
+    stuck_after = runtime.settings.snapcopy_outbox_stuck_minutes * 60
+    for queue, name in ((Queue.SLACK, "outbox"), (Queue.DWS, "jobs")):
+        pending, since = owed[queue]
+        oldest = round(age_seconds(since), 1) if since else None
+        body[name] = {"pending": pending, "oldest_seconds": oldest}
+    oldest_message = body["outbox"]["oldest_seconds"]
+    if oldest_message is not None and oldest_message > stuck_after:
+        body["ok"] = False
+        body["outbox"]["stuck"] = True
 
 
 def _metrics(runtime: Runtime, start_response: StartResponse) -> Iterable[bytes]:
@@ -194,6 +213,7 @@ def run_http(settings: Settings, policy: Policy, *, host: str, port: int, sandbo
         make_wsgi_app(runtime),
         on_startup=runtime.start_background,
         on_shutdown=runtime.close,
+        own_thread=(HEALTH_PATH,),
     )
     serve(app, host=host, port=port)
 

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from bot.clock import iso, now_iso
 from bot.domain import CopyRequest, State
+from bot.errors import StoreUnavailable
 from bot.incident import Incident
 from bot.lifecycle import CopyService
 from bot.notifier import News, Say, announce, tell
@@ -51,6 +52,7 @@ class Sweeper:
         self.policy = policy
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._recovered = False
 
     def recover(self) -> None:
         """At start: what a crash left (leases of dead processes, requests nobody works on,
@@ -58,6 +60,7 @@ class Sweeper:
         released = release_dead_holders(self.store)
         resumed = self.resume_unowned()
         reposted = self.announce_unposted(older_than_seconds=0)
+        self._recovered = True
         if released or resumed or reposted:
             log.info(
                 "picked up unfinished work",
@@ -78,10 +81,17 @@ class Sweeper:
         while not self._stop.wait(self.interval()):
             try:
                 self.sweep()
+            except StoreUnavailable as error:
+                log.warning(
+                    "background sweep skipped: the database cannot be used",
+                    extra={"reason": error.reason, "error": error.detail},
+                )
             except Exception:
                 log.exception("background sweep failed")
 
     def sweep(self) -> None:
+        if not self._recovered:
+            self.recover()  # the database could not be used at start
         self.expire_due()
         self.remind_due()
         self.retention.warn_due()

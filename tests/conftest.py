@@ -28,8 +28,12 @@ Three tiers, one interface (`BotServer`):
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import sqlite3
+import subprocess
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -76,6 +80,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         fixtures = set(getattr(item, "fixturenames", ()))
         if not fixtures & _SERVING and item.get_closest_marker("process") is None:
             item.add_marker(pytest.mark.unit)
+
 
 # Nothing listens here: a bot that tries to reach DWS fails fast instead of reaching the cloud.
 UNREACHABLE_DWS = "http://127.0.0.1:9"
@@ -266,3 +271,84 @@ def start_socket_bot(
     finally:
         for bot in bots:
             bot.stop()
+
+
+# --- a database in trouble ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_volume(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MB tmpfs mounted for the test (skips where mounting needs a root this is not)."""
+    mount = tmp_path / "volume"
+    mount.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(mount)],
+        capture_output=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip("needs root to mount a small tmpfs: " + mounted.stderr.decode().strip())
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def fill_volume(volume: Path) -> Path:
+    """Fill `volume` to the last byte with one file, and return it (unlink it to free)."""
+    filler = volume / "filler"
+    chunk = b"\0" * 65536
+    with filler.open("wb", buffering=0) as out:
+        for size in (65536, 4096, 512, 1):
+            try:
+                while True:
+                    out.write(chunk[:size])
+            except OSError as error:
+                if error.errno != errno.ENOSPC:
+                    raise
+    return filler
+
+
+def hold_write_lock(db_path: Path, seconds: float) -> threading.Event:
+    """Another writer: a connection of its own holds BEGIN IMMEDIATE on the database for
+    `seconds`, from a thread; the event is set once it holds the lock."""
+    holding = threading.Event()
+
+    def hold() -> None:
+        conn = sqlite3.connect(db_path, isolation_level=None, timeout=10)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            holding.set()
+            threading.Event().wait(seconds)
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+
+    threading.Thread(target=hold, daemon=True).start()
+    assert holding.wait(10), "could not take the write lock"
+    return holding
+
+
+def damage_an_index(db_path: Path, index: str = "requests_state") -> Callable[[], None]:
+    """Overwrite the root page of `index` with garbage, as a bad sector would (the database must
+    not be in use); returns what puts the page back, as a repair would."""
+    conn = sqlite3.connect(db_path)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        query = "SELECT rootpage FROM sqlite_master WHERE name = ?"
+        (root,) = conn.execute(query, [index]).fetchone()
+    finally:
+        conn.close()
+    offset = (root - 1) * page_size
+    with db_path.open("r+b") as file:
+        file.seek(offset)
+        original = file.read(page_size)
+        file.seek(offset)
+        file.write(b"\xa5" * page_size)
+
+    def repair() -> None:
+        with db_path.open("r+b") as file:
+            file.seek(offset)
+            file.write(original)
+
+    return repair

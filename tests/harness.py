@@ -42,7 +42,7 @@ from bot.front import BufferedWsgi
 from bot.front import server as front_server
 from bot.logs import configure_logging
 from bot.policy import Policy
-from bot.server import make_wsgi_app
+from bot.server import HEALTH_PATH, make_wsgi_app
 from bot.settings import Settings, load_all
 from bot.store import Store
 from tests import slackreq
@@ -366,7 +366,10 @@ class InProcessServer(InProcessBot):
             env, cwd=cwd, args=args, log_path=log_path, unused=unused
         )
         app = BufferedWsgi(
-            make_wsgi_app(runtime), on_startup=runtime.start_background, on_shutdown=runtime.close
+            make_wsgi_app(runtime),
+            on_startup=runtime.start_background,
+            on_shutdown=runtime.close,
+            own_thread=(HEALTH_PATH,),
         )
         listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listening.bind(("127.0.0.1", 0))

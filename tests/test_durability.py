@@ -7,14 +7,27 @@ prove that transient trouble never fails, loses or duplicates a copy, and that p
 
 from __future__ import annotations
 
+import json
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
-from bot.domain import State
+from bot.domain import CopyRequest, State
 from bot.dws.standin import Fault
 from bot.slack.ids import Action
-from tests.conftest import StartServer
-from tests.flow import ask_for_copy, automated, click, thread_replies, wait_for_reply, wait_state
+from tests.conftest import StartServer, fill_volume, hold_write_lock
+from tests.flow import (
+    ask_for_copy,
+    automated,
+    click,
+    ephemeral_to,
+    modal_values,
+    submit_modal,
+    thread_replies,
+    wait_for_reply,
+    wait_state,
+)
 from tests.harness import APPROVER, REQUESTER, BotServer
 from tests.slack_standin import SlackStandIn
 
@@ -244,3 +257,105 @@ def test_following_that_ran_out_of_time_is_resumed_by_a_status_check(
     done = wait_state(server, request, State.SUCCEEDED)
     assert "reconciled" in kinds(server, done.id)
     assert dws.copy_calls == 1, "resumed by following, never copied again"
+
+
+# --- a database that cannot take the change: the answer says so ---------------------------------
+#
+# Regressions: with the disk full, approvals and modal submissions got an empty 200 (Slack closed
+# the modal; the input was lost) though nothing was stored, and /healthz said ok; with another
+# writer holding the database for 10 s, no acknowledgement came within 3 s and /healthz took
+# 10 s.
+
+
+def _submitted(server: BotServer, source: str, name: str) -> bool:
+    """Submit the copy modal; True if it was stored, after checking the answer says which."""
+    answer = submit_modal(server, REQUESTER, modal_values(source, name))  # within 2.5 s
+    assert answer.status_code == 200
+    stored = any(request.backup_name == name for request in server.requests())
+    if answer.text == "":
+        assert stored, "an empty 200 closes the modal: it must have been saved"
+        return True
+    refusal = answer.json()
+    assert refusal["response_action"] == "errors", refusal
+    assert "could not be saved" in json.dumps(refusal)
+    assert not stored, "refused, yet stored"
+    return False
+
+
+def _clicked(server: BotServer, slack: SlackStandIn, request: CopyRequest) -> bool:
+    """Approve; True if it counted, after checking the approver was told which."""
+    click(server, APPROVER, Action.APPROVE, request)  # within 2.5 s
+    if server.store.require(request.id).state != State.PENDING_APPROVAL:
+        return True
+    ephemeral_to(slack, APPROVER, "did not count")
+    return False
+
+
+def _health_within(server: BotServer, status: int, seconds: float = 15.0) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    while True:
+        started = time.monotonic()
+        answer = server.get("/healthz")
+        assert time.monotonic() - started < 2.5, "/healthz waited"
+        if answer.status_code == status:
+            body: dict[str, Any] = answer.json()
+            return body
+        assert time.monotonic() < deadline, f"/healthz stayed {answer.status_code}: {answer.text}"
+        time.sleep(0.1)
+
+
+def test_a_full_disk_is_refused_in_the_answer_and_health_says_so_until_space_is_freed(
+    start_http_server: StartServer,
+    slack: SlackStandIn,
+    dws: Any,
+    dws_snapshots: list[Any],
+    small_volume: Path,
+) -> None:
+    server = start_http_server(env_overrides={"SNAPCOPY_DB": str(small_volume / "snapcopy.db")})
+    source = automated(dws_snapshots).id
+    waiting = [ask_for_copy(server, slack, REQUESTER, source, f"before-{n}") for n in range(3)]
+    filler = fill_volume(small_volume)
+
+    assert _health_within(server, 503)["database_problem"] == "full"
+    outcomes = [_submitted(server, source, f"while-full-{n}") for n in range(3)]
+    for number in range(3, 40):  # SQLite may find room in its journal for a few more
+        if outcomes.count(False) >= 3:
+            break
+        outcomes.append(_submitted(server, source, f"while-full-{number}"))
+    assert outcomes.count(False) >= 3, "a full disk never refused a submission"
+    clicks = [_clicked(server, slack, request) for request in waiting[:2]]
+
+    filler.unlink()
+    _health_within(server, 200)
+    assert _submitted(server, source, "after-full")
+    assert _clicked(server, slack, waiting[2])
+    for request in [r for r, counted in zip(waiting, clicks, strict=False) if not counted]:
+        assert _clicked(server, slack, request)
+    for request in waiting:
+        wait_state(server, request, State.SUCCEEDED, timeout=20)
+
+
+def test_a_database_held_by_another_writer_is_refused_within_seconds_then_works(
+    start_http_server: StartServer,
+    slack: SlackStandIn,
+    dws: Any,
+    dws_snapshots: list[Any],
+) -> None:
+    server = start_http_server()
+    source = automated(dws_snapshots).id
+    waiting = [ask_for_copy(server, slack, REQUESTER, source, f"held-{n}") for n in range(4)]
+    hold_write_lock(server.db_path, seconds=8)
+    released_at = time.monotonic() + 8
+
+    with ThreadPoolExecutor(8) as pool:  # at once, as Slack sends them
+        clicks = list(pool.map(lambda r: _clicked(server, slack, r), waiting))
+        submitted = list(pool.map(lambda n: _submitted(server, source, f"during-{n}"), range(4)))
+    assert clicks == [False] * 4 and submitted == [False] * 4
+    assert _health_within(server, 503, seconds=2)["database_problem"] == "locked"
+
+    time.sleep(max(0.0, released_at - time.monotonic()))
+    _health_within(server, 200)
+    for request in waiting:
+        assert _clicked(server, slack, request)
+        wait_state(server, request, State.SUCCEEDED, timeout=20)
+    assert not [r for r in server.requests() if r.backup_name.startswith("during-")]

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import StartServer
+from bot.domain import NewRequest, State
+from bot.store import Store
+from tests.conftest import StartServer, damage_an_index, fill_volume, hold_write_lock
 from tests.harness import (
     BOT_TOKEN,
     DWS_AK,
@@ -219,6 +221,76 @@ def test_a_database_path_that_cannot_be_written_is_a_clear_error(
     result = run_serve(env)
 
     assert_refused(result, "SNAPCOPY_DB", says)
+
+
+# --- a database that cannot be used: one sentence, exit 2 (regression: a full volume made a
+# restart exit 3 with uvicorn's traceback, and a damaged index was found only by the first
+# request) -----------------------------------------------------------------------------------------
+
+
+def _made(path: Path) -> Path:
+    store = Store(path)
+    store.create(
+        NewRequest(
+            source_snapshot_id="4ca46bf1-5c61-48ff-b4f3-0ad4e5e3ba90",
+            backup_name="keep-me",
+            requested_by="U0REQUEST",
+            channel_id="C0INCIDENT",
+        ),
+        state=State.PENDING_APPROVAL,
+        expires_at=None,
+        actor="U0REQUEST",
+    )
+    store.close()
+    return path
+
+
+def _one_sentence(result: subprocess.CompletedProcess[str], *says: str) -> None:
+    assert_refused(result, "SNAPCOPY_DB", *says)
+    assert result.stderr.count("\n  - ") == 1, result.stderr
+    assert result.stderr.rstrip().endswith("then start snapcopy again."), result.stderr
+
+
+def test_a_full_volume_stops_start_up_with_one_sentence(small_volume: Path, policy: Path) -> None:
+    db = _made(small_volume / "snapcopy.db")
+    fill_volume(small_volume)
+
+    result = run_serve(GOOD_ENV | {"SNAPCOPY_DB": str(db), "SNAPCOPY_POLICY": str(policy)})
+
+    _one_sentence(result, "is on a full disk", "free some space")
+
+
+def test_a_damaged_database_stops_start_up_with_one_sentence(tmp_path: Path, policy: Path) -> None:
+    db = _made(tmp_path / "snapcopy.db")
+    damage_an_index(db)
+
+    result = run_serve(GOOD_ENV | {"SNAPCOPY_DB": str(db), "SNAPCOPY_POLICY": str(policy)})
+
+    _one_sentence(result, "is damaged", "restore it from a backup")
+
+
+def test_a_database_another_writer_holds_stops_start_up_with_one_sentence(
+    tmp_path: Path, policy: Path
+) -> None:
+    db = _made(tmp_path / "snapcopy.db")
+    hold_write_lock(db, seconds=15)  # longer than start-up waits for it
+
+    result = run_serve(GOOD_ENV | {"SNAPCOPY_DB": str(db), "SNAPCOPY_POLICY": str(policy)})
+
+    _one_sentence(result, "is held by another process", "stop the process that holds it")
+
+
+def test_a_read_only_volume_stops_start_up_with_one_sentence(
+    small_volume: Path, policy: Path
+) -> None:
+    db = _made(small_volume / "snapcopy.db")
+    remounted = subprocess.run(["mount", "-o", "remount,ro", str(small_volume)])
+    assert remounted.returncode == 0
+
+    result = run_serve(GOOD_ENV | {"SNAPCOPY_DB": str(db), "SNAPCOPY_POLICY": str(policy)})
+
+    assert_refused(result, "SNAPCOPY_DB", "read-only")
+    assert result.stderr.count("\n  - ") == 1, result.stderr
 
 
 # --- the bot token, asked of Slack at start -----------------------------------------------------

@@ -112,8 +112,25 @@ def handle(error: Exception, body: dict[str, Any], client: WebClient) -> BoltRes
             body=json.dumps({"response_type": "ephemeral", "text": text}),
             headers={"content-type": "application/json"},
         )
+    if body.get("type") == "view_submission":
+        # An empty 200 would close the modal as if it had been saved: keep it open, and say.
+        text = sentence_for(error) or report(error, {}, client)
+        return BoltResponse(
+            status=200,
+            body=json.dumps(modal_refusal(body.get("view") or {}, text)),
+            headers={"content-type": "application/json"},
+        )
     report(error, body, client)
     return BoltResponse(status=200, body="")
+
+
+def modal_refusal(view: dict[str, Any], text: str) -> dict[str, Any]:
+    """The answer to a submission that was not saved: the error under the modal's first input
+    (the modal stays open with what was typed), or a notice pushed on top of it."""
+    inputs = [block for block in view.get("blocks") or [] if block.get("type") == "input"]
+    if inputs and inputs[0].get("block_id"):
+        return {"response_action": "errors", "errors": {inputs[0]["block_id"]: text}}
+    return {"response_action": "push", "view": views.notice_modal("snapcopy", text)}
 
 
 Listener = Callable[..., None]

@@ -1,7 +1,14 @@
-"""SQLite connections: a small pool per process, and one writer at a time.
+"""SQLite connections: a small pool per process, one writer at a time, and waits with a bound.
 
 Connections come from the pool, one per operation, and are closed by `close()`: the number of
 open files stays bounded however many threads use the store.
+
+Every wait is bounded, so that an acknowledgement to Slack (due within 3 s) is never held up
+longer than `wait_seconds` in all by the database: the turn to write among this process's
+threads, a free connection, and SQLite's busy timeout for other processes' writers share one
+deadline. When it passes, or SQLite says the disk is full, the file is read-only or damaged,
+the operation raises `StoreUnavailable` (bot/errors.py) and nothing was changed: the caller can
+say so in its answer.
 """
 
 from __future__ import annotations
@@ -10,20 +17,51 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import sqlite_utils
 
-BUSY_TIMEOUT_MS = 5000
+from bot.errors import StoreUnavailable
+
+BUSY_TIMEOUT_MS = 1000
+# The longest a store operation waits, in all, before it gives up with StoreUnavailable: with
+# the modal's DWS precheck (1.5 s at most, bot/form.py), a submission is answered within 3 s.
+WAIT_SECONDS = 1.25
+# Below this much free space on its volume, the database counts as full.
+MIN_FREE_BYTES = 512 * 1024
+
+# SQLite's words for what is wrong with the database itself, not with a statement of ours.
+_REASONS = (
+    ("full", ("database or disk is full", "disk is full")),
+    ("locked", ("database is locked", "database table is locked", "database is busy")),
+    ("read-only", ("readonly database", "read-only")),
+    ("corrupt", ("malformed", "file is not a database", "corrupt")),
+    ("io", ("disk i/o error",)),
+    ("unavailable", ("unable to open database file",)),
+)
+
+
+def unavailable(error: sqlite3.Error) -> StoreUnavailable | None:
+    """The StoreUnavailable an SQLite error stands for; None for errors of our own making
+    (a constraint, a bad statement), which are not the database's trouble."""
+    if not isinstance(error, sqlite3.OperationalError) and type(error) is not sqlite3.DatabaseError:
+        return None
+    text = str(error).lower()
+    for reason, words in _REASONS:
+        if any(word in text for word in words):
+            return StoreUnavailable(reason, str(error))
+    return None
 
 
 class Pool:
     """SQLite connections for the threads of one process, and its writers' turns."""
 
-    def __init__(self, path: Path, pool_size: int) -> None:
+    def __init__(self, path: Path, pool_size: int, *, wait_seconds: float = WAIT_SECONDS) -> None:
         self.path = path
+        self.wait_seconds = wait_seconds
         self._idle: queue.LifoQueue[sqlite_utils.Database] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(pool_size)
         self._opened: list[sqlite_utils.Database] = []
@@ -32,52 +70,93 @@ class Pool:
         # sleeps in steps of up to 100 ms; other processes still meet the busy timeout.
         self._write_lock = threading.Lock()
         self._closed = False
+        # Set when SQLite found the file damaged; /healthz checks it again until it is not.
+        self.damaged = False
         _create_private(self.path)
 
     @contextmanager
-    def connection(self) -> Iterator[sqlite_utils.Database]:
-        """A connection of the pool for one operation; waits while all are in use."""
-        self._slots.acquire()
+    def connection(self, wait: float | None = None) -> Iterator[sqlite_utils.Database]:
+        """A connection of the pool for one operation; waits at most `wait` seconds for one."""
+        if not self._slots.acquire(timeout=self.wait_seconds if wait is None else wait):
+            raise StoreUnavailable("locked", "every connection of the pool stayed in use")
         try:
+            with self._translated():
+                db = self._take()
             try:
-                db = self._idle.get_nowait()
-            except queue.Empty:
-                db = self._open()
-            try:
-                yield db
+                with self._translated():
+                    yield db
             finally:
-                if self._closed:
+                # A connection that met a damaged file may hold damaged pages in its cache.
+                if self._closed or self.damaged:
                     db.close()
                 else:
                     self._idle.put(db)
         finally:
             self._slots.release()
 
+    def _take(self) -> sqlite_utils.Database:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            return self._open()
+
     def _open(self) -> sqlite_utils.Database:
         if self._closed:
             raise sqlite3.ProgrammingError("the store is closed")
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA foreign_keys = ON")
+        conn = sqlite3.connect(
+            self.path,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error:
+            conn.close()
+            raise
         db = sqlite_utils.Database(conn)
         with self._lock:
             self._opened.append(db)
         return db
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite_utils.Database]:
-        """BEGIN IMMEDIATE takes the write lock up front, so read-then-write cannot interleave."""
-        # The lock first: a writer waiting for its turn holds no connection readers could use.
-        with self._write_lock, self.connection() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as error:
+            trouble = unavailable(error)
+            if trouble is None:
                 raise
-            db.execute("COMMIT")
+            if trouble.reason == "io" and free_bytes(self.path) < MIN_FREE_BYTES:
+                trouble = StoreUnavailable("full", str(error))  # e.g. no room for its -shm file
+            if trouble.reason == "corrupt":
+                self.damaged = True
+            raise trouble from error
+
+    @contextmanager
+    def transaction(self, wait: float | None = None) -> Iterator[sqlite_utils.Database]:
+        """BEGIN IMMEDIATE takes the write lock up front, so read-then-write cannot interleave.
+        Waits at most `wait` seconds in all (default: the pool's) for its turn."""
+        budget = self.wait_seconds if wait is None else wait
+        deadline = time.monotonic() + budget
+        # The lock first: a writer waiting for its turn holds no connection readers could use.
+        if not self._write_lock.acquire(timeout=budget):
+            raise StoreUnavailable("locked", "this process's other writers held it too long")
+        try:
+            with self.connection(_left(deadline)) as db:
+                db.execute(f"PRAGMA busy_timeout = {int(_left(deadline) * 1000)}")
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                    db.execute("COMMIT")
+                except BaseException:
+                    _roll_back(db)
+                    raise
+        finally:
+            self._write_lock.release()
 
     def close(self) -> None:
         """Close every connection; connections in use close when they are given back."""
@@ -90,6 +169,28 @@ class Pool:
             except queue.Empty:
                 break
         del opened  # the ones in use are closed by connection() on their way back
+
+
+def free_bytes(path: Path) -> int:
+    """Free space on the volume of `path` (as much as needed when it cannot be told)."""
+    try:
+        stat = os.statvfs(path.parent)
+    except OSError:
+        return MIN_FREE_BYTES
+    return stat.f_bavail * stat.f_frsize
+
+
+def _left(deadline: float) -> float:
+    return max(0.01, deadline - time.monotonic())
+
+
+def _roll_back(db: sqlite_utils.Database) -> None:
+    """Undo what is left of a transaction (a failed COMMIT may already have ended it)."""
+    if db.conn.in_transaction:
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # the connection is in trouble already; the error that got us here says why
 
 
 def _create_private(path: Path) -> None:

@@ -28,7 +28,9 @@ import sqlite_utils
 
 from bot.clock import now_iso
 from bot.domain import CopyRequest, NewRequest, State
-from bot.store.pool import Pool
+from bot.errors import StoreUnavailable
+from bot.store.health import check_at_start, probe
+from bot.store.pool import WAIT_SECONDS, Pool
 from bot.store.rows import add_event, conditions, decode, encode
 from bot.store.schema import migrate
 from bot.store.work import WorkRows
@@ -37,6 +39,8 @@ from bot.work import queue as work_queue
 from bot.work.queue import Work
 
 POOL_SIZE = 8
+# How long opening the store waits for another process's writer (a deploy's overlap).
+START_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -69,16 +73,28 @@ class NameInUse(Exception):
 class Store(WorkRows):
     """Requests, events and work. Safe to share between threads and processes."""
 
-    def __init__(self, path: Path | str, *, pool_size: int = POOL_SIZE) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        pool_size: int = POOL_SIZE,
+        wait_seconds: float = WAIT_SECONDS,
+        start_seconds: float = START_SECONDS,
+    ) -> None:
+        """Open (and create or upgrade) the database; waits up to `start_seconds` for another
+        writer, and up to `wait_seconds` in each operation after (bot/store/pool.py)."""
         self.path = Path(path)
-        self._pool = Pool(self.path, pool_size)
+        self._pool = Pool(self.path, pool_size, wait_seconds=wait_seconds)
         self._work_listeners: list[Callable[[], None]] = []
-        with self._transaction() as db:
+        with self._pool.transaction(wait=start_seconds) as db:
             migrate(db)
 
-    def connection(self) -> AbstractContextManager[sqlite_utils.Database]:
-        """A connection of the pool for one operation (reads); waits while all are in use."""
-        return self._pool.connection()
+    def connection(
+        self, wait: float | None = None
+    ) -> AbstractContextManager[sqlite_utils.Database]:
+        """A connection of the pool for one operation (reads); waits at most `wait` seconds
+        (default: the store's) while all are in use."""
+        return self._pool.connection(wait)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite_utils.Database]:
@@ -107,12 +123,18 @@ class Store(WorkRows):
         with self.connection() as db:
             return list(db.query(sql, params))
 
-    def healthy(self) -> bool:
-        try:
-            self._query("SELECT 1 FROM requests LIMIT 1")
-        except sqlite3.Error:
-            return False
-        return True
+    def health(self) -> StoreUnavailable | None:
+        """Why the database cannot take a write now (None: it can), found on a connection of
+        its own within about a second, never behind this process's other users."""
+        trouble = probe(self.path, check_damage=self._pool.damaged)
+        if trouble is None:
+            self._pool.damaged = False
+        return trouble
+
+    def check(self, seconds: float = START_SECONDS) -> None:
+        """At start-up: raise StoreUnavailable if the database is damaged (PRAGMA
+        quick_check), full, read-only, or held by another writer for `seconds`."""
+        check_at_start(self.path, seconds)
 
     # --- writes --------------------------------------------------------------------------
 

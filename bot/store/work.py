@@ -25,7 +25,9 @@ class WorkRows:
     def _transaction(self) -> AbstractContextManager[sqlite_utils.Database]:
         raise NotImplementedError
 
-    def connection(self) -> AbstractContextManager[sqlite_utils.Database]:
+    def connection(
+        self, wait: float | None = None
+    ) -> AbstractContextManager[sqlite_utils.Database]:
         raise NotImplementedError
 
     def _added(self, work: Sequence[Work]) -> None:
@@ -119,9 +121,9 @@ class WorkRows:
         with self.connection() as db:
             return work_queue.holders(db)
 
-    def owed(self) -> dict[Queue, tuple[int, str | None]]:
+    def owed(self, wait: float | None = None) -> dict[Queue, tuple[int, str | None]]:
         """Per queue: how many rows are unfinished, and since when the oldest."""
-        with self.connection() as db:
+        with self.connection(wait) as db:
             return work_queue.owed(db)
 
     def open_work(self, request_id: int | None = None) -> list[dict[str, Any]]:
