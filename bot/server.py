@@ -29,6 +29,8 @@ from bot.clock import age_seconds
 from bot.errors import StoreUnavailable
 from bot.front import BufferedWsgi, serve
 from bot.metrics import CONTENT_TYPE, System
+from bot.replays import Replays, guarded
+from bot.store.replays import Answer
 from bot.work.queue import Queue
 
 if TYPE_CHECKING:
@@ -63,13 +65,14 @@ def make_wsgi_app(runtime: Runtime) -> WSGIApplication:
     slack = SlackRequestHandler(runtime.bolt, path=EVENTS_PATH)
     secret = runtime.settings.slack_signing_secret
     signing_secret = secret.get_secret_value().encode() if secret else None
+    replays = Replays(runtime.store)
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"
         method = environ.get("REQUEST_METHOD", "GET")
         if path == EVENTS_PATH:
             if method == "POST":
-                return _events(slack, signing_secret, environ, start_response)
+                return _events(slack, signing_secret, replays, environ, start_response)
             return _json(
                 start_response,
                 405,
@@ -94,13 +97,52 @@ def make_wsgi_app(runtime: Runtime) -> WSGIApplication:
 def _events(
     slack: SlackRequestHandler,
     signing_secret: bytes | None,
+    replays: Replays,
     environ: WSGIEnvironment,
     start_response: StartResponse,
 ) -> Iterable[bytes]:
+    """A signed command or interaction is answered once; its replays get the same answer
+    (bot/replays.py). Everything else goes to Bolt as it comes."""
     # Keep the raw body: should Bolt fail on it, the signature decides what to answer.
     length = int(environ.get("CONTENT_LENGTH") or 0)
     body = environ["wsgi.input"].read(length) if length > 0 else b""
     environ["wsgi.input"] = io.BytesIO(body)
+    content_type = environ.get("CONTENT_TYPE", "")
+    if _signed_by_slack(signing_secret, body, environ) and guarded(content_type, body):
+        status, kind, payload = replays.answer(
+            environ["HTTP_X_SLACK_SIGNATURE"],
+            environ["HTTP_X_SLACK_REQUEST_TIMESTAMP"],
+            lambda: _captured(slack, signing_secret, body, environ),
+        )
+        headers = [("Content-Type", kind), ("Content-Length", str(len(payload)))]
+        start_response(f"{status} {HTTPStatus(status).phrase}", headers)
+        return [payload]
+    return _bolt(slack, signing_secret, body, environ, start_response)
+
+
+def _captured(
+    slack: SlackRequestHandler, signing_secret: bytes | None, body: bytes, environ: WSGIEnvironment
+) -> Answer:
+    """Bolt's answer as (status, content type, body)."""
+    started: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        started["status"], started["headers"] = status, headers
+        return lambda data: None
+
+    payload = b"".join(_bolt(slack, signing_secret, body, environ, start_response))
+    kinds = [v for k, v in started.get("headers", []) if k.lower() == "content-type"]
+    status = int(str(started.get("status", "500")).split(" ", 1)[0])
+    return status, kinds[0] if kinds else "text/plain; charset=utf-8", payload
+
+
+def _bolt(
+    slack: SlackRequestHandler,
+    signing_secret: bytes | None,
+    body: bytes,
+    environ: WSGIEnvironment,
+    start_response: StartResponse,
+) -> Iterable[bytes]:
     try:
         return slack(environ, start_response)
     except (ValueError, LookupError, TypeError, AttributeError) as error:

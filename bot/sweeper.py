@@ -4,7 +4,8 @@
 - copies whose keep-until is near are warned about, and those past it are asked to be deleted;
 - requests short of approvals are escalated, and overdue reviews of emergency copies too;
 - request messages Slack refused are offered to their channel again;
-- leases held by dead processes of this host are given back, so their work goes on now.
+- leases held by dead processes of this host are given back, so their work goes on now;
+- signed requests whose replay window has passed are forgotten (bot/replays.py).
 
 At start, `recover()` also gives a DWS job to every approved or copying request that none
 works on (work left by a crash of an older version, or following that ran out of time).
@@ -100,6 +101,7 @@ class Sweeper:
         self.incident.overdue_reviews()
         self.announce_unposted(older_than_seconds=REANNOUNCE_SECONDS)
         release_dead_holders(self.store)
+        self.store.forget_replays(now_iso())
 
     def interval(self) -> float:
         """Short policies (tests, drills) get a sweep well inside their shortest wait."""

@@ -148,6 +148,18 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE work ADD COLUMN scheduled_at TEXT;
     CREATE UNIQUE INDEX work_lease_token ON work (lease_token) WHERE lease_token IS NOT NULL;
     """,
+    # Signed requests seen in Slack's replay window, and what they were answered
+    # (bot/replays.py).
+    """
+    CREATE TABLE replays (
+        signature TEXT PRIMARY KEY,
+        expires_at TEXT NOT NULL,
+        status INTEGER,
+        content_type TEXT,
+        body BLOB
+    );
+    CREATE INDEX replays_expires_at ON replays (expires_at);
+    """,
 )
 
 

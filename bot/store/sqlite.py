@@ -31,6 +31,7 @@ from bot.domain import CopyRequest, NewRequest, State
 from bot.errors import StoreUnavailable
 from bot.store.health import check_at_start, probe
 from bot.store.pool import WAIT_SECONDS, Pool
+from bot.store.replays import SignedRequests
 from bot.store.rows import add_event, conditions, decode, encode
 from bot.store.schema import migrate
 from bot.store.work import WorkRows
@@ -70,7 +71,7 @@ class NameInUse(Exception):
         super().__init__(f"request #{request_id} already uses the name {name}")
 
 
-class Store(WorkRows):
+class Store(WorkRows, SignedRequests):
     """Requests, events and work. Safe to share between threads and processes."""
 
     def __init__(
@@ -97,10 +98,10 @@ class Store(WorkRows):
         return self._pool.connection(wait)
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite_utils.Database]:
+    def _transaction(self, wait: float | None = None) -> Iterator[sqlite_utils.Database]:
         """One immediate transaction; on a thread running a row of work (bot/work/fence.py), it
         first checks that the row's lease still holds, and writes nothing if it does not."""
-        with self._pool.transaction() as db:
+        with self._pool.transaction(wait) as db:
             lease = fence.current()
             if lease is not None and not work_queue.held(db, lease):
                 raise fence.LeaseLost(lease)

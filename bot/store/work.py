@@ -22,7 +22,9 @@ from bot.work.queue import Claimed, Lease, Queue, Work
 class WorkRows:
     """Mixed into the Store, which provides the transactions and the wake-up."""
 
-    def _transaction(self) -> AbstractContextManager[sqlite_utils.Database]:
+    def _transaction(
+        self, wait: float | None = None
+    ) -> AbstractContextManager[sqlite_utils.Database]:
         raise NotImplementedError
 
     def connection(
