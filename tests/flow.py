@@ -136,6 +136,19 @@ def click(
     return answer
 
 
+def armed(slack: SlackStandIn, request: CopyRequest, timeout: float = 10.0) -> Call:
+    """The update that gives the request message its buttons: it is posted without them, and
+    they come once its ts is recorded (so a post sent again after a crash has none)."""
+    return slack.wait_for(
+        "chat.update",
+        lambda call: (
+            call["ts"] == request.message_ts
+            and any(block["type"] == "actions" for block in call["blocks"])
+        ),
+        timeout=timeout,
+    )
+
+
 def thread_replies(slack: SlackStandIn, request: CopyRequest) -> list[Call]:
     return [
         call

@@ -14,6 +14,7 @@ from bot.domain import State
 from bot.slack.ids import Action, Block, Callback
 from tests import slackreq
 from tests.flow import (
+    armed,
     ask_for_copy,
     automated,
     click,
@@ -52,9 +53,10 @@ def test_happy_path_copies_once_and_posts_the_new_snapshot_id_to_the_thread(
     assert request.state == State.PENDING_APPROVAL
     root = slack.wait_for("chat.postMessage", lambda c: f"#{request.id}" in c["text"])
     assert root["channel"] == slackreq.DEFAULT_CHANNEL
+    assert not [block for block in root["blocks"] if block["type"] == "actions"]
     buttons = [
         element["action_id"]
-        for block in root["blocks"]
+        for block in armed(slack, request)["blocks"]
         if block["type"] == "actions"
         for element in block["elements"]
     ]

@@ -41,6 +41,8 @@ from bot.work.workers import Done, Result, Retry
 log = logging.getLogger(__name__)
 
 GIVE_UP_SECONDS = 24 * 3600.0
+# Shown on a request message until its buttons arrive with the first update (_announce).
+POSTING = ":hourglass_flowing_sand: _Posting this request…_"
 SLACK_BACKOFF = Backoff(base=1.0, cap=300.0)
 
 # Slack errors that no retry will fix: the message has to go somewhere else, or nowhere.
@@ -127,8 +129,16 @@ class SlackOutbox:
     # --- the three kinds -------------------------------------------------------------------
 
     def _announce(self, row: Claimed, request: CopyRequest) -> Result:
+        """Post the request message. Its buttons come with the first update, once its ts is
+        recorded: a crash between Slack's answer and that record makes the post go out again,
+        and leaves behind a copy without buttons, never a second set of live ones."""
         if request.message_ts is not None:
             return Done("already posted")
+        blocks = views.request_blocks(request, sandbox=self.sandbox)
+        unarmed = [block for block in blocks if block.get("type") != "actions"]
+        buttons_later = len(unarmed) != len(blocks)
+        if buttons_later:
+            unarmed.append({"type": "context", "elements": [_mrkdwn(POSTING)]})
         try:
             response = self._post(
                 channel=request.channel_id or "",
@@ -137,7 +147,7 @@ class SlackOutbox:
                 # the incident's thread.
                 reply_broadcast=bool(request.thread_ts),
                 text=views.request_text(request),
-                blocks=views.request_blocks(request, sandbox=self.sandbox),
+                blocks=unarmed,
             )
         except _Refused as refused:
             self._announce_elsewhere(request, refused.code)
@@ -151,6 +161,7 @@ class SlackOutbox:
             thread_ts=request.thread_ts or ts,
             event="announced",
             details={"channel_id": channel, "message_ts": ts},
+            work=[update_root()] if buttons_later else [],
         )
         if posted.state != request.state:
             # Decided while the message was on its way: show the decision now.
@@ -269,6 +280,10 @@ class SlackOutbox:
 
     def _record(self, request: CopyRequest, kind: str, **details: Any) -> None:
         self.store.record_event(request.id, kind, None, details)
+
+
+def _mrkdwn(text: str) -> dict[str, str]:
+    return {"type": "mrkdwn", "text": text}
 
 
 def _code(error: SlackApiError) -> str:

@@ -18,7 +18,7 @@ from bot.slack.outbox import SlackOutbox
 from bot.store import Store
 from bot.work.queue import Claimed, Queue
 from bot.work.workers import Done, Retry
-from tests.slack_standin import SlackStandIn
+from tests.slack_standin import Call, SlackStandIn
 
 REQUESTER, APPROVER, ADMIN = "U0REQ", "U0APP", "U0ADMIN"
 POLICY = f"""
@@ -84,6 +84,41 @@ def test_the_announcement_is_the_thread_root(
     assert "keep-me" in post.params["text"]
     posted = store.require(request.id)
     assert posted.message_ts is not None and posted.thread_ts == posted.message_ts
+
+
+def _actions(call: Call) -> list[dict[str, object]]:
+    return [block for block in call.params.get("blocks") or [] if block["type"] == "actions"]
+
+
+def test_a_request_posted_again_after_a_crash_leaves_one_set_of_live_buttons(
+    store: Store, outbox: SlackOutbox, slack: SlackStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: a crash after Slack accepted the request message but before its ts was
+    recorded made the retry post a second message, and both had live buttons; the first one's
+    text was never updated again."""
+    request = requested(store)
+    real_update = store.update
+
+    def crash(*args: object, **kwargs: object) -> object:
+        raise SystemExit("killed between Slack's answer and the record")
+
+    monkeypatch.setattr(store, "update", crash)
+    claimed = store.claim(Queue.SLACK, "crashed", 60)
+    assert claimed is not None
+    with pytest.raises(SystemExit):
+        outbox(claimed)
+    store.release("crashed")  # as for a holder that is gone
+    monkeypatch.setattr(store, "update", real_update)
+
+    run_one(store, outbox)  # posted again
+    run_one(store, outbox)  # its update
+
+    posts = slack.calls("chat.postMessage")
+    assert len(posts) == 2 and not any(_actions(post) for post in posts)
+    live = store.require(request.id).message_ts
+    [update] = slack.calls("chat.update")
+    assert update.params["ts"] == live and _actions(update), "buttons only on the one recorded"
+    assert live == posts[-1].params.get("ts", live)
 
 
 def test_news_goes_to_the_thread_and_the_root_is_brought_up_to_date(

@@ -14,6 +14,7 @@ from bot.domain import CopyRequest, State
 from bot.slack.ids import Action, Block, Callback
 from tests import slackreq
 from tests.flow import (
+    armed,
     automated,
     click,
     ephemeral_to,
@@ -124,8 +125,10 @@ def test_shortcut_keeps_request_approval_and_new_snapshot_id_in_the_messages_thr
     request = request_named(server, "inc-77-keep")
     root = announced(slack, request.id)
     assert root["channel"] == CHANNEL and root["thread_ts"] == thread
-    assert buttons(root) == [(Action.APPROVE, str(request.id)), (Action.DENY, str(request.id))]
     request = announced_row(server, request.id)
+    assert buttons(root) == [], "its buttons come once its ts is recorded"
+    live = armed(slack, request)
+    assert buttons(live) == [(Action.APPROVE, str(request.id)), (Action.DENY, str(request.id))]
     assert request.thread_ts == thread and request.message_ts != thread
     assert dws.copy_calls == 0
 
@@ -221,7 +224,8 @@ def test_mention_copy_makes_the_request_in_the_thread_and_the_new_id_lands_there
     request = request_named(server, "inc-88-keep")
     root = announced(slack, request.id)
     assert (root["channel"], root["thread_ts"]) == (CHANNEL, thread)
-    assert buttons(root) == [(Action.APPROVE, str(request.id)), (Action.DENY, str(request.id))]
+    live = armed(slack, announced_row(server, request.id))
+    assert buttons(live) == [(Action.APPROVE, str(request.id)), (Action.DENY, str(request.id))]
     request = wait_state(server, request, State.PENDING_APPROVAL)
     assert request.source_snapshot_id == source.id
     assert request.description == "before the restore"
