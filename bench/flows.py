@@ -86,10 +86,11 @@ class FlowDriver:
         return response, time.perf_counter() - started
 
     def request_copy(self, flow: Flow) -> None:
-        """Submit the modal; returns once the request message is posted and recorded."""
+        """Submit the modal; returns once the request message is posted, recorded and given
+        its buttons (they come with its first update, once its ts is recorded)."""
         name = flow.name
         posted = self.slack.expect(
-            "chat.postMessage",
+            "chat.update",
             lambda call: name in call["text"] and payloads.approve_button_value(call) is not None,
         )
         try:

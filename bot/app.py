@@ -103,6 +103,10 @@ class Runtime:
         if self.sweeper is not None:
             self.sweeper.start()
 
+    def on_close(self, closer: Callable[[], None]) -> None:
+        """Call `closer` when the runtime closes, before the store does."""
+        self._closers.append(closer)
+
     def close(self) -> None:
         """Stop claiming work, let calls in flight end, give the rest back; safe to call twice."""
         self.stop.set()

@@ -26,6 +26,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs
@@ -62,6 +63,9 @@ class Replays:
     monotonic: Callable[[], float] = time.monotonic
     _seen: OrderedDict[str, _Seen] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _writer: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="replays")
+    )
 
     def answer(self, signature: str, timestamp: str, run: Callable[[], Answer]) -> Answer:
         """`run()`'s answer for the first request with this signature; the same answer, without
@@ -99,11 +103,19 @@ class Replays:
             log.info("a replayed request: answered as the first one was")
             return self._recorded(signature)
         answer = run()
+        # Written after the answer has left: replays here are answered from memory meanwhile,
+        # and one sent to another process waits for the row.
+        self._writer.submit(self._remember, signature, answer)
+        return answer
+
+    def _remember(self, signature: str, answer: Answer) -> None:
         try:
             self.store.remember_answer(signature, answer, wait=STORE_WAIT_SECONDS * 4)
         except StoreUnavailable as error:
             log.warning("could not remember a request's answer", extra={"error": str(error)})
-        return answer
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True)
 
     def _recorded(self, signature: str) -> Answer:
         deadline = self.monotonic() + WAIT_SECONDS

@@ -66,6 +66,7 @@ def make_wsgi_app(runtime: Runtime) -> WSGIApplication:
     secret = runtime.settings.slack_signing_secret
     signing_secret = secret.get_secret_value().encode() if secret else None
     replays = Replays(runtime.store)
+    runtime.on_close(replays.close)
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"

@@ -18,9 +18,11 @@ import queue
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import sqlite_utils
 
@@ -140,6 +142,24 @@ class Pool:
     def transaction(self, wait: float | None = None) -> Iterator[sqlite_utils.Database]:
         """BEGIN IMMEDIATE takes the write lock up front, so read-then-write cannot interleave.
         Waits at most `wait` seconds in all (default: the pool's) for its turn."""
+        with self._turn(wait) as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                _roll_back(db)
+                raise
+
+    def write_once(self, sql: str, params: list[Any], wait: float | None = None) -> int:
+        """One statement that writes, as a transaction of its own (fewer round trips than
+        BEGIN … COMMIT); returns how many rows it changed."""
+        with self._turn(wait) as db:
+            return int(db.execute(sql, params).rowcount)
+
+    @contextmanager
+    def _turn(self, wait: float | None) -> Iterator[sqlite_utils.Database]:
+        """This process's turn to write and a connection, within `wait` seconds in all."""
         budget = self.wait_seconds if wait is None else wait
         deadline = time.monotonic() + budget
         # The lock first: a writer waiting for its turn holds no connection readers could use.
@@ -147,14 +167,8 @@ class Pool:
             raise StoreUnavailable("locked", "this process's other writers held it too long")
         try:
             with self.connection(_left(deadline)) as db:
-                db.execute(f"PRAGMA busy_timeout = {int(_left(deadline) * 1000)}")
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield db
-                    db.execute("COMMIT")
-                except BaseException:
-                    _roll_back(db)
-                    raise
+                _busy_timeout(db, deadline)
+                yield db
         finally:
             self._write_lock.release()
 
@@ -178,6 +192,20 @@ def free_bytes(path: Path) -> int:
     except OSError:
         return MIN_FREE_BYTES
     return stat.f_bavail * stat.f_frsize
+
+
+# Each connection's busy timeout, where it is not BUSY_TIMEOUT_MS (as when it was opened).
+_BUSY: weakref.WeakKeyDictionary[sqlite_utils.Database, int] = weakref.WeakKeyDictionary()
+
+
+def _busy_timeout(db: sqlite_utils.Database, deadline: float) -> None:
+    """SQLite's wait for other processes' writers: what is left of the deadline, at most
+    BUSY_TIMEOUT_MS. Set only when it changes (in steps of 50 ms): each statement costs a round
+    trip through the interpreter's lock."""
+    wanted = min(BUSY_TIMEOUT_MS, int(_left(deadline) * 1000) // 50 * 50 or 10)
+    if _BUSY.get(db, BUSY_TIMEOUT_MS) != wanted:
+        db.execute(f"PRAGMA busy_timeout = {wanted}")
+        _BUSY[db] = wanted
 
 
 def _left(deadline: float) -> float:

@@ -4,6 +4,7 @@ answer it got, until Slack's replay window for it has passed."""
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
+from typing import Any
 
 import sqlite_utils
 
@@ -23,14 +24,16 @@ class SignedRequests:
     ) -> AbstractContextManager[sqlite_utils.Database]:
         raise NotImplementedError
 
+    def _write_once(self, sql: str, params: list[Any], wait: float) -> int:
+        raise NotImplementedError
+
     def first_sight(self, signature: str, expires_at: str, *, wait: float) -> bool:
         """True the first time a request with this signature is seen, by any process."""
-        with self._transaction(wait) as db:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO replays (signature, expires_at) VALUES (?, ?)",
-                [signature, expires_at],
-            )
-            return cursor.rowcount == 1
+        return 1 == self._write_once(
+            "INSERT OR IGNORE INTO replays (signature, expires_at) VALUES (?, ?)",
+            [signature, expires_at],
+            wait,
+        )
 
     def remember_answer(self, signature: str, answer: Answer, *, wait: float) -> None:
         status, content_type, body = answer

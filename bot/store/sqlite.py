@@ -90,6 +90,11 @@ class Store(WorkRows, SignedRequests):
         with self._pool.transaction(wait=start_seconds) as db:
             migrate(db)
 
+    def _write_once(self, sql: str, params: list[Any], wait: float) -> int:
+        """One statement that writes, in a transaction of its own (not fenced: for tables no
+        work writes)."""
+        return self._pool.write_once(sql, params, wait)
+
     def connection(
         self, wait: float | None = None
     ) -> AbstractContextManager[sqlite_utils.Database]:

@@ -76,7 +76,7 @@ def test_a_writer_holding_the_database_costs_a_bounded_wait(store: Store) -> Non
         create(store)
     waited = time.monotonic() - started
     assert refused.value.reason == "locked"
-    assert WAIT_SECONDS - 0.2 < waited < WAIT_SECONDS + 0.5
+    assert 0.5 < waited < WAIT_SECONDS + 0.5, "it waited, but not for long"
     assert store.find() == [], "nothing was written"
     assert store.get(1) is None  # reads go on meanwhile (WAL)
     trouble = probe(store.path, check_damage=False, seconds=0.3)
