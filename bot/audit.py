@@ -55,6 +55,8 @@ CONTRACT_FIELDS = (
     "updated_at",
 )
 BOOLEAN_COLUMNS = ("allow_self_approval",)
+# Never printed: a request's token is what its buttons carry, for snapcopy alone to check.
+HIDDEN_COLUMNS = ("token",)
 EVENT_FIELDS = ("id", "request_id", "kind", "actor", "at", "details")
 # The table shows what fits on a screen; json and csv carry every field.
 TABLE_REQUEST_FIELDS = (
@@ -159,7 +161,8 @@ def run(args: argparse.Namespace) -> int:
                 rows, fields, table = _events(db, requests), EVENT_FIELDS, EVENT_FIELDS
             else:
                 columns = _columns(db, "requests")
-                fields = (*CONTRACT_FIELDS, *(c for c in columns if c not in CONTRACT_FIELDS))
+                rest = (c for c in columns if c not in CONTRACT_FIELDS + HIDDEN_COLUMNS)
+                fields = (*CONTRACT_FIELDS, *rest)
                 rows = [{field: row.get(field) for field in fields} for row in requests]
                 table = TABLE_REQUEST_FIELDS
     except AuditError as error:

@@ -7,9 +7,12 @@ States (the contract):  pending_approval → approved → copying → succeeded 
 
 from __future__ import annotations
 
+import hmac
+import secrets
+from dataclasses import dataclass
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 # Request ids are SQLite integers: anything larger is not one of ours, whatever a payload says.
 REQUEST_ID_MAX = 2**63 - 1
@@ -28,6 +31,45 @@ def parse_request_id(text: object) -> int | None:
         return None
     number = int(digits)
     return number if 1 <= number <= REQUEST_ID_MAX else None
+
+
+def new_token() -> str:
+    """A request's token: random, so that no other request, in this database or any other,
+    has it. Buttons and forms carry it beside the request's number."""
+    return secrets.token_hex(16)
+
+
+@dataclass(frozen=True)
+class RequestRef:
+    """A request as a button or a form names it, and where the click was made.
+
+    `token` is None for a button from before requests had tokens; `channel_id` and
+    `message_ts` are the message the button sits on (None on App Home and in modals).
+    """
+
+    id: int
+    token: str | None
+    channel_id: str | None = None
+    message_ts: str | None = None
+
+    def mismatch(self, request: CopyRequest) -> str | None:
+        """Why this click is not about `request` (None when it is): another request's token,
+        or another message than the request's own."""
+        if self.token is not None:
+            if not request.token or not hmac.compare_digest(self.token, request.token):
+                return "token"
+        elif not (self.message_ts and self.message_ts == request.message_ts):
+            return "no token"  # a button from before tokens counts only on the request's message
+        if self.message_ts and request.message_ts and not _direct(self.channel_id):
+            if (self.channel_id, self.message_ts) != (request.channel_id, request.message_ts):
+                return "message"
+        return None
+
+
+def _direct(channel_id: str | None) -> bool:
+    """A DM with the bot: where a request goes when its channel refuses it (its own message,
+    if it is posted later, is elsewhere)."""
+    return bool(channel_id and channel_id.startswith("D"))
 
 
 class Role(StrEnum):
@@ -132,6 +174,8 @@ class CopyRequest(_SourceAndApproval):
     error: str | None = None
     error_code: str | None = None
     dws_request_ids: list[str] = []
+    # Carried by its buttons and forms beside the id, never shown (see RequestRef).
+    token: str = Field("", repr=False)
     created_at: str
     updated_at: str
     expires_at: str | None = None
@@ -153,6 +197,11 @@ class CopyRequest(_SourceAndApproval):
     delete_asked_by: str | None = None
     # Everyone who approved the deletion, in order, comma-separated.
     delete_approved_by: str | None = None
+
+    @property
+    def ref(self) -> RequestRef:
+        """How its buttons and forms name it."""
+        return RequestRef(self.id, self.token)
 
     @property
     def label(self) -> str:
@@ -183,3 +232,4 @@ class NewRequest(_SourceAndApproval):
     requested_by: str
     channel_id: str
     thread_ts: str | None = None
+    token: str = Field(default_factory=new_token, repr=False)

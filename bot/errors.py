@@ -8,6 +8,7 @@
      ├── AlreadyApproved     this person's approval is counted already (N-of-M)
      ├── RequestExpired      the request waited longer than the policy allows
      ├── UnknownRequest      no request has that id
+     ├── WrongRequest        a button or form names a request that is not the one by that id
      ├── BadInput            a field is wrong; `.field` names it (modal block or command word)
      └── StoreUnavailable    the database cannot take the change now (full, locked, damaged, …)
 
@@ -88,6 +89,40 @@ class RequestExpired(SnapcopyError):
 
 class UnknownRequest(SnapcopyError):
     pass
+
+
+class WrongRequest(SnapcopyError):
+    """A click or a form names request #N with another request's token, or from another
+    message than #N's own: a button from before the audit log was replaced, say. Refused and
+    audited; `why` says which check failed."""
+
+    def __init__(
+        self, request_id: int, *, known: bool, why: str, actor: str, action: str
+    ) -> None:
+        self.request_id = request_id
+        self.known = known  # whether any request has that id now
+        self.why = why
+        self.actor = actor
+        self.action = action
+        if not known:
+            message = (
+                f"There is no request #{request_id} any more: that button is from before "
+                "snapcopy's audit log was replaced; nothing was done. Ask for a new copy if it "
+                "is still needed."
+            )
+        elif why == "message":
+            message = (
+                f"That button is on an old copy of request #{request_id}'s message, not on the "
+                "message I keep up to date; nothing was done. Use the buttons of its latest "
+                "message."
+            )
+        else:
+            message = (
+                f"That button is for an earlier request #{request_id}, not the one I know by "
+                "that number now (snapcopy's audit log was replaced since it was posted); "
+                "nothing was done. Ask for a new copy if it is still needed."
+            )
+        super().__init__(message)
 
 
 class BadInput(SnapcopyError):

@@ -10,7 +10,9 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from typing import Any
 
+from bot.domain import NewRequest
 from bot.dws import (
     DwsError,
     InvalidInput,
@@ -21,6 +23,7 @@ from bot.dws import (
     validate_snapshot_id,
 )
 from bot.errors import BadInput
+from bot.policy import ApprovalPolicy
 
 log = logging.getLogger(__name__)
 
@@ -113,3 +116,32 @@ class FormChecker:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def new_request(
+    form: CopyForm,
+    found: Listed | None,
+    approval: ApprovalPolicy,
+    **fields: Any,
+) -> NewRequest:
+    """The form, what DWS said of its source, and how it is approved, as a new request."""
+    source = found.snapshot if found else None
+    settings = approval.settings
+    return NewRequest(
+        source_snapshot_id=form.source_snapshot_id,
+        backup_name=form.backup_name,
+        description=form.description,
+        reason=form.reason,
+        region=found.region or None if found else None,
+        cluster_id=source.cluster_id if source else None,
+        cluster_name=source.cluster_name if source else None,
+        source_name=source.name if source else None,
+        source_started=source.started if source else None,
+        source_size=source.size if source else None,
+        approvals_needed=settings.approvals,
+        approvers=list(approval.approvers),
+        notify=list(approval.notify),
+        allow_self_approval=settings.allow_self_approval,
+        rule=approval.rule,
+        **fields,
+    )

@@ -18,8 +18,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from bot.approvals import counted
+from bot.clicks import audit_wrong, named
 from bot.clock import iso, now_iso
-from bot.domain import CopyRequest, NewRequest, Role, State
+from bot.domain import CopyRequest, RequestRef, Role, State
 from bot.dws import (
     Listed,
     RegionalDws,
@@ -36,8 +37,9 @@ from bot.errors import (
     SelfApproval,
     SnapcopyError,
     UnknownRequest,
+    WrongRequest,
 )
-from bot.form import REASON_MAX_CHARS, CopyForm, FormChecker, validate
+from bot.form import REASON_MAX_CHARS, CopyForm, FormChecker, new_request, validate
 from bot.incident import escalation, review_owed
 from bot.notifier import News, announce, notify, tell
 from bot.policy import ApprovalPolicy, Policy
@@ -179,7 +181,7 @@ class CopyService:
             **escalation(approval, now, required=required),
             **(review_owed(self.policy.break_glass, now) if break_glass else {}),
         }
-        new = _new_request(
+        new = new_request(
             form,
             found,
             approval,
@@ -223,14 +225,29 @@ class CopyService:
 
     # --- deciding ------------------------------------------------------------------------
 
-    def audit_refusal(self, refusal: NotAllowed) -> None:
+    def audit_refusal(self, refusal: NotAllowed | WrongRequest) -> None:
+        if isinstance(refusal, WrongRequest):
+            audit_wrong(self.store, refusal)
+            return
         details = {"action": refusal.action, "needed": refusal.needed}
         self.store.record_event(refusal.request_id, "refused", refusal.actor, details)
 
-    def approve(self, request_id: int, user_id: str, *, audit: bool = True) -> CopyRequest:
+    def named(
+        self, ref: RequestRef, user_id: str, *, action: str, audit: bool = True
+    ) -> CopyRequest:
+        """The request a button or form names, if it is that request (bot/clicks.py); with
+        `audit=False` a refusal is audited by the caller, once Slack has its answer."""
+        try:
+            return named(self.store, ref, user_id, action=action)
+        except WrongRequest as refusal:
+            if audit:
+                self.audit_refusal(refusal)
+            raise
+
+    def approve(self, ref: RequestRef, user_id: str, *, audit: bool = True) -> CopyRequest:
         """Count one approval; the last one needed approves the request and starts the copy,
         all in one transaction, so the copy starts once however the clicks race."""
-        request = self.deciding(request_id, user_id, action="approve", audit=audit)
+        request = self.deciding(ref, user_id, action="approve", audit=audit)
         if request.requested_by == user_id and not request.allow_self_approval:
             self.store.record_event(
                 request.id, "refused", user_id, {"action": "approve", "reason": "self approval"}
@@ -251,9 +268,9 @@ class CopyService:
         return approved
 
     def deny(
-        self, request_id: int, user_id: str, reason: str | None = None, *, audit: bool = True
+        self, ref: RequestRef, user_id: str, reason: str | None = None, *, audit: bool = True
     ) -> CopyRequest:
-        request = self.deciding(request_id, user_id, action="deny", audit=audit)
+        request = self.deciding(ref, user_id, action="deny", audit=audit)
         if reason and len(reason) > REASON_MAX_CHARS:
             # The modal allows no more; a longer one was not typed there.
             raise BadInput("deny_reason", f"Keep the reason under {REASON_MAX_CHARS} characters.")
@@ -306,14 +323,16 @@ class CopyService:
         return decided
 
     def deciding(
-        self, request_id: int, user_id: str, *, action: str, audit: bool = True
+        self, ref: RequestRef, user_id: str, *, action: str, audit: bool = True
     ) -> CopyRequest:
-        """The request, if this user may decide it now; raises the reason otherwise.
+        """The request, if it is the one `ref` names and this user may decide it now; raises
+        the reason otherwise.
 
-        With `audit=False` a refusal for want of the role is not written yet: the caller is
-        acknowledging a click and calls `audit_refusal` once Slack has its answer.
+        With `audit=False` a refusal (the wrong request, or the role missing) is not written
+        yet: the caller is acknowledging a click and calls `audit_refusal` once Slack has its
+        answer.
         """
-        request = self._get(request_id)
+        request = self.named(ref, user_id, action=action, audit=audit)
         check = self.roles.check(user_id, self.roles.deciders(request))
         if not check.held:
             if check.unanswered:
@@ -358,7 +377,8 @@ class CopyService:
 
     def retry(self, request_id: int, user_id: str) -> CopyRequest:
         """Try a failed copy again: a new, audited attempt that looks the name up first, so
-        a copy an earlier attempt did make is adopted, never made twice."""
+        a copy an earlier attempt did make is adopted, never made twice. (The button's request
+        is checked by `named` first.)"""
         request = self._get(request_id)
         if request.requested_by != user_id and not self.roles.has(user_id, Role.ADMIN):
             self.store.record_event(request.id, "refused", user_id, {"action": "retry"})
@@ -454,31 +474,3 @@ def _minutes(minutes: float) -> str:
         return f"{int(minutes // 60)} hours"
     return f"{minutes:g} minutes"
 
-
-def _new_request(
-    form: CopyForm,
-    found: Listed | None,
-    approval: ApprovalPolicy,
-    **fields: Any,
-) -> NewRequest:
-    """The form, what DWS said of its source, and how it is approved, as a new request."""
-    source = found.snapshot if found else None
-    settings = approval.settings
-    return NewRequest(
-        source_snapshot_id=form.source_snapshot_id,
-        backup_name=form.backup_name,
-        description=form.description,
-        reason=form.reason,
-        region=found.region or None if found else None,
-        cluster_id=source.cluster_id if source else None,
-        cluster_name=source.cluster_name if source else None,
-        source_name=source.name if source else None,
-        source_started=source.started if source else None,
-        source_size=source.size if source else None,
-        approvals_needed=settings.approvals,
-        approvers=list(approval.approvers),
-        notify=list(approval.notify),
-        allow_self_approval=settings.allow_self_approval,
-        rule=approval.rule,
-        **fields,
-    )

@@ -14,6 +14,7 @@ import httpx
 
 from bot.domain import CopyRequest, State
 from bot.slack.ids import Action, Block, Callback
+from bot.slack.views import button_value
 from tests import slackreq
 from tests.harness import BotServer
 from tests.slack_standin import Call, SlackStandIn
@@ -125,7 +126,7 @@ def click(
         slackreq.block_actions(
             user,
             action,
-            str(request.id),
+            button_value(request),
             block_id=block_id,
             message=message,
             channel=request.channel_id,

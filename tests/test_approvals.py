@@ -262,13 +262,9 @@ def test_a_permission_failure_says_what_to_do_and_retry_copies_once(
     assert update
 
     # Somebody else may not retry; the requester may.
-    server.interact(
-        slackreq.block_actions(APPROVER, Action.RETRY, str(request.id), channel=request.channel_id)
-    )
+    click(server, APPROVER, Action.RETRY, failed)
     ephemeral_to(slack, APPROVER, "Only the requester or an admin")
-    server.interact(
-        slackreq.block_actions(REQUESTER, Action.RETRY, str(request.id), channel=request.channel_id)
-    )
+    click(server, REQUESTER, Action.RETRY, failed)
 
     done = wait_state(server, request, State.SUCCEEDED)
     assert dws.copy_calls == 1

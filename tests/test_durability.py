@@ -16,6 +16,7 @@ from typing import Any
 from bot.domain import CopyRequest, State
 from bot.dws.standin import Fault
 from bot.slack.ids import Action
+from bot.slack.views import button_value
 from tests.conftest import StartServer, fill_volume, hold_write_lock
 from tests.flow import (
     ask_for_copy,
@@ -192,7 +193,7 @@ def test_a_request_decided_before_its_message_could_be_posted_is_shown_decided(
     # ... and approves there.
     answer = server.interact(
         slackreq.block_actions(
-            APPROVER, Action.APPROVE, str(request.id), block_id=f"decision_{request.id}",
+            APPROVER, Action.APPROVE, button_value(request), block_id=f"decision_{request.id}",
             channel="D0APPROVER",
         )
     )

@@ -28,7 +28,8 @@ def test_a_forged_deny_modal_cannot_deny_for_someone_without_the_role(
             OUTSIDER,
             Callback.DENY_MODAL,
             {Block.DENY_REASON: {Action.DENY_REASON: "because"}},
-            json.dumps({"request_id": request.id, "user": APPROVER}),
+            # Even knowing the request's token, which only its buttons carry.
+            json.dumps({"request_id": request.id, "token": request.token, "user": APPROVER}),
         )
     )
     assert answer.status_code == 200

@@ -91,7 +91,7 @@ def open_work(store: Store, request: CopyRequest) -> list[tuple[str, str, str | 
 def test_one_approval_of_one_approves_and_starts_the_copy(
     store: Store, copies: CopyService
 ) -> None:
-    approved = copies.approve(waiting(store).id, APPROVER)
+    approved = copies.approve(waiting(store).ref, APPROVER)
     assert approved.state == State.APPROVED
     assert approved.approvals == [APPROVER]
     assert (Queue.DWS, "copy", None) in open_work(store, approved)
@@ -101,12 +101,12 @@ def test_one_approval_of_one_approves_and_starts_the_copy(
 
 def test_two_of_two_waits_for_the_second_approver(store: Store, copies: CopyService) -> None:
     request = waiting(store, needed=2)
-    first = copies.approve(request.id, APPROVER)
+    first = copies.approve(request.ref, APPROVER)
     assert first.state == State.PENDING_APPROVAL
     assert [kind for queue, kind, _ in open_work(store, first) if queue == Queue.DWS] == []
     news = [row for row in store.open_work(request.id) if row["kind"] == "news"]
     assert '"by": "U0APP"' in news[-1]["payload"] and '"count": 1' in news[-1]["payload"]
-    second = copies.approve(request.id, SECOND)
+    second = copies.approve(request.ref, SECOND)
     assert second.state == State.APPROVED
     assert second.approvals == [APPROVER, SECOND]
     assert (Queue.DWS, "copy", None) in open_work(store, second)
@@ -114,16 +114,16 @@ def test_two_of_two_waits_for_the_second_approver(store: Store, copies: CopyServ
 
 def test_the_same_approver_counts_once(store: Store, copies: CopyService) -> None:
     request = waiting(store, needed=2)
-    copies.approve(request.id, APPROVER)
+    copies.approve(request.ref, APPROVER)
     with pytest.raises(AlreadyApproved):
-        copies.approve(request.id, APPROVER)
+        copies.approve(request.ref, APPROVER)
     assert store.require(request.id).approvals == [APPROVER]
 
 
 def test_a_requester_cannot_approve_their_own_request(store: Store, copies: CopyService) -> None:
     request = waiting(store, approvers=[REQUESTER, APPROVER], rule=1)
     with pytest.raises(SelfApproval):
-        copies.approve(request.id, REQUESTER)
+        copies.approve(request.ref, REQUESTER)
     assert store.require(request.id).state == State.PENDING_APPROVAL
     assert store.events(request.id)[-1]["kind"] == "refused"
 
@@ -131,7 +131,7 @@ def test_a_requester_cannot_approve_their_own_request(store: Store, copies: Copy
 def test_someone_without_the_role_is_refused_and_audited(store: Store, copies: CopyService) -> None:
     request = waiting(store)
     with pytest.raises(NotAllowed) as refused:
-        copies.approve(request.id, OUTSIDER)
+        copies.approve(request.ref, OUTSIDER)
     assert "approver role" in refused.value.message
     assert store.events(request.id)[-1] | {"at": None, "id": None} == {
         "id": None,
@@ -146,12 +146,12 @@ def test_someone_without_the_role_is_refused_and_audited(store: Store, copies: C
 def test_a_rules_approvers_replace_the_approver_role(store: Store, copies: CopyService) -> None:
     request = waiting(store, approvers=[SECOND], rule=1)
     with pytest.raises(NotAllowed):
-        copies.approve(request.id, APPROVER)
-    assert copies.approve(request.id, ADMIN).state == State.APPROVED  # admins always may
+        copies.approve(request.ref, APPROVER)
+    assert copies.approve(request.ref, ADMIN).state == State.APPROVED  # admins always may
 
 
 def test_a_group_member_may_decide(store: Store, copies: CopyService) -> None:
-    assert copies.approve(waiting(store).id, DBA).state == State.APPROVED
+    assert copies.approve(waiting(store).ref, DBA).state == State.APPROVED
 
 
 def test_a_group_slack_cannot_answer_for_is_said_plainly(
@@ -159,14 +159,14 @@ def test_a_group_slack_cannot_answer_for_is_said_plainly(
 ) -> None:
     del groups[DBA_GROUP]  # the lookup fails
     with pytest.raises(GroupsUnanswered):
-        copies.approve(waiting(store).id, DBA)
+        copies.approve(waiting(store).ref, DBA)
 
 
 def test_the_first_decision_wins(store: Store, copies: CopyService) -> None:
     request = waiting(store)
-    copies.deny(request.id, APPROVER, "not now")
+    copies.deny(request.ref, APPROVER, "not now")
     with pytest.raises(AlreadyHandled):
-        copies.approve(request.id, SECOND)
+        copies.approve(request.ref, SECOND)
     denied = store.require(request.id)
     assert (denied.state, denied.denied_by, denied.deny_reason) == (
         State.DENIED,
@@ -181,7 +181,7 @@ def test_an_expired_request_cannot_be_approved(store: Store, copies: CopyService
     with store.connection() as db:
         db.execute("UPDATE requests SET expires_at = '2000-01-01T00:00:00.000Z'")
     with pytest.raises(RequestExpired):
-        copies.approve(request.id, APPROVER)
+        copies.approve(request.ref, APPROVER)
     assert store.require(request.id).state == State.EXPIRED
 
 
@@ -196,7 +196,7 @@ def test_racing_approvals_of_two_of_two_start_one_copy(store: Store, copies: Cop
     def click(user: str) -> None:
         barrier.wait()
         try:
-            outcomes.append(copies.approve(request.id, user).state.value)
+            outcomes.append(copies.approve(request.ref, user).state.value)
         except AlreadyHandled:
             outcomes.append("handled")
 

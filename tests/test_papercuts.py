@@ -13,6 +13,7 @@ from tests import slackreq
 from tests.flow import (
     ask_for_copy,
     automated,
+    click,
     ephemeral_to,
     modal_values,
     submit_modal,
@@ -94,7 +95,7 @@ def test_a_forged_25_kb_deny_reason_is_refused_not_stored(
     server: BotServer, slack: SlackStandIn, dws_snapshots: list[Any]
 ) -> None:
     request = ask_for_copy(server, slack, REQUESTER, automated(dws_snapshots).id, "long-reason")
-    metadata = json.dumps({"request_id": request.id})
+    metadata = json.dumps({"request_id": request.id, "token": request.token})
     values = {Block.DENY_REASON: {Action.DENY_REASON: "x" * 25_000}}
 
     answer = timed(
@@ -141,12 +142,7 @@ def test_a_group_approver_refused_during_an_outage_is_told_why(
     )
     request = ask_for_copy(server, slack, REQUESTER, automated(dws_snapshots).id, "dba-outage")
 
-    timed(
-        server.interact,
-        slackreq.block_actions(
-            "U0DBA", Action.APPROVE, str(request.id), block_id=f"decision_{request.id}"
-        ),
-    )
+    click(server, "U0DBA", Action.APPROVE, request)
 
     told = ephemeral_to(slack, "U0DBA", "could not ask Slack")
     assert "approver role" not in told["text"]

@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 
-from bot.domain import State
-from bot.slack.ids import Action, Block, Callback
+from bot.domain import CopyRequest, State
+from bot.slack.ids import Action, Block, Callback, button_value
 from tests import slackreq
 from tests.conftest import StartServer
 from tests.flow import ask_for_copy, automated, modal_values, request_named, wait_state
@@ -41,15 +41,24 @@ def replay(
         return list(pool.map(lambda _: send_as_is(server, request, headers), range(times)))
 
 
-def approve_click(request_id: int, user: str) -> SlackRequest:
-    return slackreq.block_actions(user, Action.APPROVE, str(request_id), block_id=Block.DECISION)
+def approve_click(request: CopyRequest, user: str) -> SlackRequest:
+    """Approve, clicked on the request's own message."""
+    message = slackreq.channel_message("request", ts=request.message_ts)
+    return slackreq.block_actions(
+        user,
+        Action.APPROVE,
+        button_value(request),
+        block_id=Block.DECISION,
+        message=message,
+        channel=request.channel_id,
+    )
 
 
 def test_fifty_replays_of_a_refused_click_give_one_ephemeral(
     http_server: BotServer, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
 ) -> None:
     request = ask_for_copy(http_server, slack, REQUESTER, automated(dws_snapshots).id, "mine")
-    click = approve_click(request.id, REQUESTER)  # not an approver: refused, with an ephemeral
+    click = approve_click(request, REQUESTER)  # not an approver: refused, with an ephemeral
     headers = signed_once(click)
 
     answers = [send_as_is(http_server, click, headers), *replay(http_server, click, headers, 50)]
@@ -65,7 +74,7 @@ def test_fifty_replays_of_an_approval_approve_once_and_tell_nobody_again(
     http_server: BotServer, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
 ) -> None:
     request = ask_for_copy(http_server, slack, REQUESTER, automated(dws_snapshots).id, "once")
-    click = approve_click(request.id, APPROVER)
+    click = approve_click(request, APPROVER)
     headers = signed_once(click)
 
     answers = [send_as_is(http_server, click, headers), *replay(http_server, click, headers, 50)]
@@ -107,7 +116,7 @@ def test_a_replay_sent_to_another_process_gets_the_first_answer_there(
 ) -> None:
     first, second = start_http_server(), start_http_server()  # one database
     request = ask_for_copy(first, slack, REQUESTER, automated(dws_snapshots).id, "elsewhere")
-    click = approve_click(request.id, REQUESTER)
+    click = approve_click(request, REQUESTER)
     headers = signed_once(click)
 
     answers = [send_as_is(first, click, headers), send_as_is(second, click, headers)]
@@ -121,7 +130,7 @@ def test_requests_signed_anew_are_not_replays(
     http_server: BotServer, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
 ) -> None:
     request = ask_for_copy(http_server, slack, REQUESTER, automated(dws_snapshots).id, "twice")
-    click = approve_click(request.id, REQUESTER)
+    click = approve_click(request, REQUESTER)
     for _ in range(2):  # the same click made twice: two requests, two answers
         assert http_server.send(click).status_code == 200
         time.sleep(1.1)  # a new timestamp, so a new signature

@@ -14,10 +14,11 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
-from bot.errors import NotAllowed, SnapcopyError, UnknownRequest
+from bot.domain import RequestRef
+from bot.errors import NotAllowed, SnapcopyError, UnknownRequest, WrongRequest
 from bot.slack import views
 from bot.slack.errors import report, reports_errors
-from bot.slack.forms import action_request_id
+from bot.slack.forms import action_ref
 from bot.slack.home import publish_home
 from bot.slack.ids import Action
 from bot.slack.services import Services
@@ -32,7 +33,7 @@ def register(app: App, services: Services) -> None:
         # from the message the button sits in.
         try:
             # A refusal is audited after the acknowledgement; the decision itself before it.
-            services.copies.approve(_request_id(body), body["user"]["id"], audit=False)
+            services.copies.approve(_ref(body), body["user"]["id"], audit=False)
         except SnapcopyError as error:
             context["refusal"] = error
         ack()
@@ -40,7 +41,7 @@ def register(app: App, services: Services) -> None:
     @reports_errors
     def after_approval(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
         refusal = context.get("refusal")
-        if isinstance(refusal, NotAllowed):
+        if isinstance(refusal, NotAllowed | WrongRequest):
             services.copies.audit_refusal(refusal)
         if refusal is not None:
             report(refusal, body, client)
@@ -50,7 +51,7 @@ def register(app: App, services: Services) -> None:
     @reports_errors
     def open_deny(body: dict[str, Any], client: WebClient) -> None:
         # Checked before the modal opens, and again when it is submitted.
-        request = services.copies.deciding(_request_id(body), body["user"]["id"], action="deny")
+        request = services.copies.deciding(_ref(body), body["user"]["id"], action="deny")
         client.views_open(
             trigger_id=body["trigger_id"],
             view=views.deny_modal(
@@ -59,30 +60,61 @@ def register(app: App, services: Services) -> None:
         )
 
     app.action(Action.APPROVE)(services.after_ack(decide_approval, after_approval))
-    app.action(Action.RETRY)(decided_by(services, services.copies.retry))
+    # Retry sits on the request's own message, like Approve and Deny.
+    app.action(Action.RETRY)(
+        decided_by(services, services.copies.retry, action="retry", on_root=True)
+    )
     app.action(Action.DENY)(services.after_ack(acknowledge, open_deny))
+    _register_after_the_copy(app, services)
+
+
+def _register_after_the_copy(app: App, services: Services) -> None:
+    """Buttons of thread replies and App Home, not of the request's message: token only."""
     # A copy's life after it succeeded (bot/retention.py).
     app.action(Action.KEEP_MORE)(
-        decided_by(services, lambda number, user: services.retention.keep(number, user))
+        decided_by(
+            services, lambda number, user: services.retention.keep(number, user), action="keep"
+        )
     )
-    app.action(Action.DELETE_NOW)(decided_by(services, services.retention.ask_delete))
-    app.action(Action.APPROVE_DELETE)(decided_by(services, services.retention.approve_delete))
+    app.action(Action.DELETE_NOW)(
+        decided_by(services, services.retention.ask_delete, action="delete")
+    )
+    app.action(Action.APPROVE_DELETE)(
+        decided_by(services, services.retention.approve_delete, action="approve deletion")
+    )
     # An emergency copy's review (bot/incident.py).
     app.action(Action.REVIEW_OK)(
-        decided_by(services, lambda number, user: services.incident.review(number, user, "ok"))
+        decided_by(
+            services,
+            lambda number, user: services.incident.review(number, user, "ok"),
+            action="review",
+        )
     )
     app.action(Action.REVIEW_FLAG)(
-        decided_by(services, lambda number, user: services.incident.review(number, user, "flagged"))
+        decided_by(
+            services,
+            lambda number, user: services.incident.review(number, user, "flagged"),
+            action="review",
+        )
     )
 
 
-def decided_by(services: Services, decide: Callable[[int, str], object]) -> Callable[..., None]:
-    """A button whose decision is committed inside the acknowledgement; a refusal is told
-    to the person afterwards."""
+def decided_by(
+    services: Services,
+    decide: Callable[[int, str], object],
+    *,
+    action: str,
+    on_root: bool = False,
+) -> Callable[..., None]:
+    """A button whose decision is committed inside the acknowledgement, once the button is
+    found to be its request's (`CopyService.named`: its token, and, `on_root`, the request's
+    own message); a refusal is told (and a wrong request audited) afterwards."""
 
     def decide_now(ack: Ack, body: dict[str, Any], context: BoltContext) -> None:
+        user = body["user"]["id"]
         try:
-            decide(_request_id(body), body["user"]["id"])
+            ref = _ref(body, on_root=on_root)
+            decide(services.copies.named(ref, user, action=action, audit=False).id, user)
         except SnapcopyError as error:
             context["refusal"] = error
         ack()
@@ -90,14 +122,16 @@ def decided_by(services: Services, decide: Callable[[int, str], object]) -> Call
     @reports_errors
     def tell_refusal(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
         refusal = context.get("refusal")
+        if isinstance(refusal, WrongRequest):
+            services.copies.audit_refusal(refusal)
         if refusal is not None:
             report(refusal, body, client)
 
     return services.after_ack(decide_now, tell_refusal)
 
 
-def _request_id(body: dict[str, Any]) -> int:
-    request_id = action_request_id(body)
-    if request_id is None:
+def _ref(body: dict[str, Any], *, on_root: bool = True) -> RequestRef:
+    ref = action_ref(body, on_root=on_root)
+    if ref is None:
         raise UnknownRequest("That button does not name a request I know.")
-    return request_id
+    return ref

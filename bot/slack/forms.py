@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from bot.domain import parse_request_id
+from bot.domain import RequestRef, parse_request_id
 from bot.slack.ids import Action, Block
 
 
@@ -20,12 +20,19 @@ class ModalMetadata(BaseModel):
     channel_id: str | None = None
     thread_ts: str | None = None
     request_id: int | None = None
+    token: str | None = None  # the request's, beside its id (the deny modal)
     from_home: bool = False
 
     @field_validator("request_id", mode="before")
     @classmethod
     def _an_id_of_ours(cls, value: object) -> int | None:
         return parse_request_id(value) if value is not None else None
+
+    def ref(self) -> RequestRef | None:
+        """The request this form is about, as its buttons name it; None when it names none."""
+        if self.request_id is None:
+            return None
+        return RequestRef(self.request_id, self.token or None)
 
     @classmethod
     def parse(cls, raw: str | None) -> ModalMetadata:
@@ -91,9 +98,21 @@ def field_block(field: str) -> str:
     }.get(field, Block.BACKUP_NAME)
 
 
-def action_request_id(body: dict[str, Any]) -> int | None:
-    """The request id carried by an Approve/Deny button; None when it is not one."""
+def action_ref(body: dict[str, Any], *, on_root: bool = True) -> RequestRef | None:
+    """The request a button names (`<id>.<token>`, or a bare id from before tokens), and, for
+    a button that sits on the request's own message (`on_root`: Approve, Deny, Retry), the
+    message it was clicked on; None when it names none."""
     try:
-        return parse_request_id(body["actions"][0]["value"])
+        value = str(body["actions"][0]["value"])
     except (KeyError, IndexError, TypeError):
         return None
+    number, _, token = value.partition(".")
+    request_id = parse_request_id(number)
+    if request_id is None:
+        return None
+    container = body.get("container") or {}
+    if container.get("type") != "message" or not on_root:
+        return RequestRef(request_id, token or None)  # App Home: no message to check
+    channel = (body.get("channel") or {}).get("id") or container.get("channel_id")
+    message_ts = (body.get("message") or {}).get("ts") or container.get("message_ts")
+    return RequestRef(request_id, token or None, channel, message_ts)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from bot.domain import CopyRequest
+
 COMMAND = "/snapcopy"
 
 
@@ -58,3 +60,10 @@ class Block(StrEnum):
     RETENTION = "retention"
     BREAK_GLASS = "break_glass"
     REVIEW = "review"
+
+
+def button_value(request: CopyRequest) -> str:
+    """What every button of a request carries: its id and its token (bot.domain.RequestRef),
+    so that a click names this request and no other request #N, in this database or a later
+    one."""
+    return f"{request.id}.{request.token}"

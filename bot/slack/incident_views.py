@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.domain import CopyRequest
-from bot.slack.ids import Action, Block
+from bot.slack.ids import Action, Block, button_value
 from bot.slack.mrkdwn import escape, mention, mentions
 
 Blocks = list[dict[str, Any]]
@@ -72,7 +72,7 @@ def _button(action: Action, text: str, request: CopyRequest, style: str) -> dict
         "action_id": action,
         "text": {"type": "plain_text", "text": text},
         "style": style,
-        "value": str(request.id),
+        "value": button_value(request),
     }
 
 

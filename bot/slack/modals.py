@@ -13,7 +13,7 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
-from bot.errors import BadInput, NotAllowed, SnapcopyError, UnknownRequest
+from bot.errors import BadInput, NotAllowed, SnapcopyError, UnknownRequest, WrongRequest
 from bot.slack.errors import reports_errors, sentence_for
 from bot.slack.forms import CopyModalInput, ModalMetadata, field_block
 from bot.slack.home import publish_home
@@ -48,11 +48,10 @@ def register(app: App, services: Services) -> None:
             view["state"]["values"].get(Block.DENY_REASON, {}).get(Action.DENY_REASON, {})
         ).get("value")
         try:
-            if metadata.request_id is None:
+            ref = metadata.ref()
+            if ref is None:
                 raise UnknownRequest("This form does not name a request.")
-            services.copies.deny(
-                metadata.request_id, body["user"]["id"], (reason or "").strip(), audit=False
-            )
+            services.copies.deny(ref, body["user"]["id"], (reason or "").strip(), audit=False)
         except SnapcopyError as error:
             text = sentence_for(error) or error.message
             ack(response_action="errors", errors={Block.DENY_REASON: text})
@@ -64,7 +63,7 @@ def register(app: App, services: Services) -> None:
     @reports_errors
     def after_deny(body: dict[str, Any], client: WebClient, context: BoltContext) -> None:
         refusal = context.get("refusal")
-        if isinstance(refusal, NotAllowed):
+        if isinstance(refusal, NotAllowed | WrongRequest):
             services.copies.audit_refusal(refusal)  # once Slack has its answer
         if context.get("denied_from_home"):
             publish_home(services, client, body["user"]["id"])

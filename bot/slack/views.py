@@ -13,7 +13,7 @@ from typing import Any
 from bot.domain import CopyRequest, State
 from bot.dws import Listed
 from bot.policy import Lifecycle
-from bot.slack.ids import Action, Block, Callback
+from bot.slack.ids import Action, Block, Callback, button_value
 from bot.slack.incident_views import break_glass_blocks
 from bot.slack.mrkdwn import escape, mention, mentions, size_text, slack_date
 from bot.slack.sandbox import mark
@@ -218,7 +218,9 @@ def deny_modal(request: CopyRequest, *, from_home: bool = False) -> dict[str, An
         "title": _plain("Deny copy request"),
         "submit": _plain("Deny"),
         "close": _plain("Back"),
-        "private_metadata": json.dumps({"request_id": request.id, "from_home": from_home}),
+        "private_metadata": json.dumps(
+            {"request_id": request.id, "token": request.token, "from_home": from_home}
+        ),
         "blocks": [
             _section(
                 f"Deny request {request.label}: copy `{request.source_snapshot_id}` "
@@ -345,7 +347,7 @@ def retry_button(request: CopyRequest) -> dict[str, Any]:
                 "type": "button",
                 "action_id": Action.RETRY,
                 "text": _plain("Retry"),
-                "value": str(request.id),
+                "value": button_value(request),
             }
         ],
     }
@@ -361,14 +363,14 @@ def decision_buttons(request: CopyRequest) -> dict[str, Any]:
                 "action_id": Action.APPROVE,
                 "text": _plain("Approve"),
                 "style": "primary",
-                "value": str(request.id),
+                "value": button_value(request),
             },
             {
                 "type": "button",
                 "action_id": Action.DENY,
                 "text": _plain("Deny"),
                 "style": "danger",
-                "value": str(request.id),
+                "value": button_value(request),
             },
         ],
     }
@@ -452,7 +454,7 @@ def retention_buttons(request: CopyRequest, *actions: Action) -> dict[str, Any]:
             "type": "button",
             "action_id": action,
             "text": _plain(text),
-            "value": str(request.id),
+            "value": button_value(request),
         }
         if style:
             button["style"] = style

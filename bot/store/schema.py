@@ -160,6 +160,12 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX replays_expires_at ON replays (expires_at);
     """,
+    # A random token per request, carried by its buttons beside the id: a button of another
+    # database's request #1 is not this one's. Requests made before it get one now.
+    """
+    ALTER TABLE requests ADD COLUMN token TEXT NOT NULL DEFAULT '';
+    UPDATE requests SET token = lower(hex(randomblob(16))) WHERE token = '';
+    """,
 )
 
 

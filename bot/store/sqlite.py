@@ -168,7 +168,8 @@ class Store(WorkRows, SignedRequests):
                 request_id = int(str(db.table("requests").insert(row).last_pk))
             except sqlite3.IntegrityError:
                 raise NameInUse(new.backup_name, self._live_id_for(db, new.backup_name)) from None
-            add_event(db, request_id, "requested", actor, new.model_dump(), stamp)
+            details = new.model_dump(exclude={"token"})  # never shown, so never in the trail
+            add_event(db, request_id, "requested", actor, details, stamp)
             if approved_event is not None:
                 add_event(db, request_id, "approved", None, approved_event, stamp)
             work_queue.add(db, request_id, work, stamp)

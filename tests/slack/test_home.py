@@ -11,6 +11,7 @@ import pytest
 
 from bot.domain import CopyRequest, State
 from bot.slack.ids import Action, Block, Callback
+from bot.slack.views import button_value
 from tests import slackreq
 from tests.flow import (
     ask_for_copy,
@@ -134,10 +135,10 @@ def test_approver_sees_requests_waiting_with_buttons_carrying_their_ids(
     decisions = [button for button in home_buttons(view) if button[0] != Action.NEW_COPY]
     assert sorted(decisions) == sorted(
         [
-            (Action.APPROVE, str(first.id)),
-            (Action.DENY, str(first.id)),
-            (Action.APPROVE, str(second.id)),
-            (Action.DENY, str(second.id)),
+            (Action.APPROVE, button_value(first)),
+            (Action.DENY, button_value(first)),
+            (Action.APPROVE, button_value(second)),
+            (Action.DENY, button_value(second)),
         ]
     )
     assert (Action.NEW_COPY, None) in home_buttons(view), "an approver may also ask"
@@ -164,7 +165,10 @@ def test_requester_sees_their_requests_with_state_and_new_snapshot_id(
     ]
     assert waiting_part(view) == ["Nothing waits for you."], "a requester approves nothing"
     # A copy kept with no date may only be deleted from here (bot/retention.py).
-    assert home_buttons(view) == [(Action.NEW_COPY, None), (Action.DELETE_NOW, str(copied.id))]
+    assert home_buttons(view) == [
+        (Action.NEW_COPY, None),
+        (Action.DELETE_NOW, button_value(copied)),
+    ]
 
 
 def test_my_own_request_does_not_wait_for_my_approval(
@@ -173,7 +177,7 @@ def test_my_own_request_does_not_wait_for_my_approval(
     own = ask_for_copy(server, slack, ADMIN, automated(dws_snapshots).id, "home-own")
     view = open_home(server, slack, ADMIN)
     assert waiting_part(view) == ["Nothing waits for you."]
-    assert (Action.APPROVE, str(own.id)) not in home_buttons(view)
+    assert (Action.APPROVE, button_value(own)) not in home_buttons(view)
     assert mine_part(view)[0].startswith(f"*#{own.id}* home-own")
 
 
@@ -265,13 +269,13 @@ def test_approve_on_home_copies_once_tells_the_thread_and_republishes_the_home(
 ) -> None:
     request = pending(server, slack, dws_snapshots, "home-approved")
     before = open_home(server, slack, APPROVER)
-    assert (Action.APPROVE, str(request.id)) in home_buttons(before)
+    assert (Action.APPROVE, button_value(request)) in home_buttons(before)
     seen = publishes_for(slack, APPROVER)
 
-    home_click(server, APPROVER, Action.APPROVE, str(request.id))
+    home_click(server, APPROVER, Action.APPROVE, button_value(request))
 
     after = published_for(slack, APPROVER, seen)
-    assert (Action.APPROVE, str(request.id)) not in home_buttons(after)
+    assert (Action.APPROVE, button_value(request)) not in home_buttons(after)
     done = wait_state(server, request, State.SUCCEEDED)
     assert done.approved_by == APPROVER
     wait_for_reply(slack, done, f"<@{APPROVER}> approved request #{request.id}")
@@ -283,7 +287,7 @@ def test_approve_on_home_copies_once_tells_the_thread_and_republishes_the_home(
     assert not slack.calls("chat.postEphemeral")
 
     # A second click (a stale home) is told, in a notice, and copies nothing more.
-    home_click(server, ADMIN, Action.APPROVE, str(request.id))
+    home_click(server, ADMIN, Action.APPROVE, button_value(request))
     notice_to(slack, "already approved")
     assert dws.copy_calls == 1
 
@@ -292,10 +296,12 @@ def test_deny_on_home_opens_the_deny_modal_then_tells_the_thread_and_republishes
     server: BotServer, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
 ) -> None:
     request = pending(server, slack, dws_snapshots, "home-denied")
-    home_click(server, APPROVER, Action.DENY, str(request.id))
+    home_click(server, APPROVER, Action.DENY, button_value(request))
     modal = slack.wait_for("views.open", lambda c: c["view"]["callback_id"] == Callback.DENY_MODAL)
     metadata = modal["view"]["private_metadata"]
-    assert json.loads(metadata) == {"request_id": request.id, "from_home": True}
+    assert json.loads(metadata) == {
+        "request_id": request.id, "token": request.token, "from_home": True
+    }
     assert server.store.require(request.id).state == State.PENDING_APPROVAL
     seen = publishes_for(slack, APPROVER)
 
@@ -314,7 +320,7 @@ def test_deny_on_home_opens_the_deny_modal_then_tells_the_thread_and_republishes
     assert (denied.denied_by, denied.deny_reason) == (APPROVER, "take last week's")
     wait_for_reply(slack, denied, "denied request")
     after = published_for(slack, APPROVER, seen)
-    assert (Action.DENY, str(request.id)) not in home_buttons(after)
+    assert (Action.DENY, button_value(request)) not in home_buttons(after)
     assert dws.copy_calls == 0
 
 
@@ -337,7 +343,7 @@ def test_a_click_on_home_by_someone_who_may_not_decide_is_refused_in_a_notice(
     needle: str,
 ) -> None:
     request = pending(server, slack, dws_snapshots, "home-refused")
-    home_click(server, user, action, str(request.id))
+    home_click(server, user, action, button_value(request))
     notice_to(slack, needle)
     assert server.store.require(request.id).state == State.PENDING_APPROVAL
     assert not [c for c in slack.calls("views.open") if c["view"].get("callback_id")]
@@ -352,7 +358,7 @@ def test_self_approval_on_home_is_refused(
     request: CopyRequest = ask_for_copy(
         server, slack, ADMIN, automated(dws_snapshots).id, "home-self"
     )
-    home_click(server, ADMIN, Action.APPROVE, str(request.id))
+    home_click(server, ADMIN, Action.APPROVE, button_value(request))
     notice_to(slack, "another approver")
     assert server.store.require(request.id).state == State.PENDING_APPROVAL
     assert dws.copy_calls == 0

@@ -12,6 +12,7 @@ import pytest
 
 from bot.domain import CopyRequest, State
 from bot.slack.ids import Action, Block, Callback
+from bot.slack.views import button_value
 from tests import slackreq
 from tests.flow import (
     armed,
@@ -128,7 +129,8 @@ def test_shortcut_keeps_request_approval_and_new_snapshot_id_in_the_messages_thr
     request = announced_row(server, request.id)
     assert buttons(root) == [], "its buttons come once its ts is recorded"
     live = armed(slack, request)
-    assert buttons(live) == [(Action.APPROVE, str(request.id)), (Action.DENY, str(request.id))]
+    value = button_value(request)
+    assert buttons(live) == [(Action.APPROVE, value), (Action.DENY, value)]
     assert request.thread_ts == thread and request.message_ts != thread
     assert dws.copy_calls == 0
 
@@ -225,7 +227,8 @@ def test_mention_copy_makes_the_request_in_the_thread_and_the_new_id_lands_there
     root = announced(slack, request.id)
     assert (root["channel"], root["thread_ts"]) == (CHANNEL, thread)
     live = armed(slack, announced_row(server, request.id))
-    assert buttons(live) == [(Action.APPROVE, str(request.id)), (Action.DENY, str(request.id))]
+    value = button_value(request)
+    assert buttons(live) == [(Action.APPROVE, value), (Action.DENY, value)]
     request = wait_state(server, request, State.PENDING_APPROVAL)
     assert request.source_snapshot_id == source.id
     assert request.description == "before the restore"
