@@ -7,6 +7,7 @@ Mode serving), so threads and connections belong to that process.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import threading
 import urllib.request
@@ -34,7 +35,7 @@ from bot.metrics import Metrics, System
 from bot.policy import Policy
 from bot.retention import DELETE, DELETE_FOLLOW, Retention
 from bot.roles import RoleResolver
-from bot.settings import Settings
+from bot.settings import Settings, misspelt_variables, variables_set
 from bot.slack import actions, commands, errors, events, home, modals, options, shortcuts
 from bot.slack.client import ObservedWebClient, SandboxWebClient
 from bot.slack.deferred import AfterAck
@@ -137,6 +138,8 @@ def build_runtime(
     metrics = Metrics(store)
     client = slack_client(settings, metrics, sandbox=sandbox)
     token_ok = _check_token(client)
+    for warning in misspelt_variables(variables_set(os.environ)):
+        log.warning("settings: %s", warning)
     for warning in policy.unapprovable():
         log.warning("policy: %s", warning)
     dws, jobs_dws = dws_clients(

@@ -7,11 +7,14 @@ echoed back, not even in the problem list.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from dotenv import dotenv_values
 from pydantic import (
     BeforeValidator,
     Field,
@@ -213,6 +216,48 @@ def database_problems(path: Path) -> list[str]:
             "the audit log and its journal files there."
         ]
     return []
+
+
+# An unknown variable with our own prefix is a typo; other tools use SLACK_* and DWS_* too, so
+# only a near miss of one of ours is flagged there.
+_OUR_PREFIX = "SNAPCOPY_"
+_SHARED_PREFIXES = ("SLACK_", "DWS_")
+# Names people reach for that difflib would not find.
+_LIKELY = {
+    "DWS_PROJECT_ID": "HUAWEICLOUD_SDK_PROJECT_ID",
+    "DWS_AK": "HUAWEICLOUD_SDK_AK",
+    "DWS_SK": "HUAWEICLOUD_SDK_SK",
+}
+
+
+def misspelt_variables(names: Iterable[str]) -> list[str]:
+    """Start-up warnings for variables that look meant for snapcopy but name no setting, each
+    with the closest setting's name (SNAPCOPY_POLL_SECOND → SNAPCOPY_POLL_SECONDS)."""
+    known = [name.upper() for name in Settings.model_fields]
+    warnings = []
+    for name in sorted({name.upper() for name in names}):
+        if name in known or not name.startswith((_OUR_PREFIX, *_SHARED_PREFIXES)):
+            continue
+        ours = name.startswith(_OUR_PREFIX)
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6 if ours else 0.8)
+        closest = _LIKELY.get(name) or (close[0] if close else None)
+        if closest:
+            warnings.append(
+                f"{name} is not a snapcopy setting and is ignored: did you mean {closest}?"
+            )
+        elif ours:
+            warnings.append(
+                f"{name} is not a snapcopy setting and is ignored (see .env.example for the list)."
+            )
+    return warnings
+
+
+def variables_set(environ: Mapping[str, str], dotenv: Path = Path(".env")) -> set[str]:
+    """The names of the environment's variables and of those in the `.env` file."""
+    names = set(environ)
+    if dotenv.is_file():
+        names |= set(dotenv_values(dotenv))
+    return names
 
 
 def _present(value: SecretStr | str | None) -> bool:
