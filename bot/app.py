@@ -136,12 +136,9 @@ def build_runtime(
     store = Store(settings.snapcopy_db)
     store.check()  # damaged, full, read-only or held too long: stop here, in one sentence
     metrics = Metrics(store)
-    client = slack_client(settings, metrics, sandbox=sandbox)
+    client = slack_client(settings, metrics, sandbox=sandbox, open_policy=policy.is_open)
     token_ok = _check_token(client)
-    for warning in misspelt_variables(variables_set(os.environ)):
-        log.warning("settings: %s", warning)
-    for warning in policy.unapprovable():
-        log.warning("policy: %s", warning)
+    warn_at_start(settings, policy)
     dws, jobs_dws = dws_clients(
         settings,
         stop,
@@ -199,14 +196,32 @@ def role_resolver(
     )
 
 
-def slack_client(settings: Settings, metrics: Metrics, *, sandbox: bool) -> WebClient:
+def warn_at_start(settings: Settings, policy: Policy) -> None:
+    """What an operator should know though nothing stops start-up."""
+    for warning in misspelt_variables(variables_set(os.environ)):
+        log.warning("settings: %s", warning)
+    for warning in policy.warnings():
+        log.warning("policy: %s", warning)
+    if policy.is_open:
+        log.warning(
+            "sandbox: there is no policy file at %s, so anyone may request a copy and anyone "
+            "else may approve it; copy snapcopy.example.toml there to choose who",
+            settings.snapcopy_policy,
+        )
+
+
+def slack_client(
+    settings: Settings, metrics: Metrics, *, sandbox: bool, open_policy: bool = False
+) -> WebClient:
     """The one Web API client of the process: counted, marked in the sandbox, proxied as the
     environment says."""
 
     def observe(method: str, outcome: str, ok: bool) -> None:
         metrics.call(System.SLACK, method, outcome, ok)
 
+    marks = {"open_policy": open_policy} if sandbox else {}
     client = (SandboxWebClient if sandbox else ObservedWebClient)(
+        **marks,
         observer=observe,
         token=_secret(settings.slack_bot_token),
         base_url=_with_slash(settings.slack_api_url),
@@ -250,7 +265,7 @@ def bolt_app(
         token_verification_enabled=False,
         ignoring_self_events_enabled=True,
     )
-    bolt.use(_our_client(client, sandbox=sandbox))
+    bolt.use(_our_client(client, sandbox=sandbox, open_policy=services.copies.policy.is_open))
     bolt.error(errors.handle)
     for kind in (commands, modals, actions, shortcuts, events, home, options):
         kind.register(bolt, services)
@@ -367,7 +382,7 @@ def _sandbox_dws(closers: list[Callable[[], None]]) -> tuple[list[DwsTarget], Dw
     return [DwsTarget("", SANDBOX_PROJECT_ID, standin.url)], (ak, sk, None)
 
 
-def _our_client(client: WebClient, *, sandbox: bool) -> Callable[..., None]:
+def _our_client(client: WebClient, *, sandbox: bool, open_policy: bool) -> Callable[..., None]:
     """Global middleware: every listener gets snapcopy's own Web API client instead of the one
     Bolt builds per request, so the sandbox marks every message, the proxy choice holds and
     every call is counted; in the sandbox, `respond()` marks its answers too."""
@@ -376,7 +391,10 @@ def _our_client(client: WebClient, *, sandbox: bool) -> Callable[..., None]:
         context["client"] = client
         if sandbox and context.response_url:
             context["respond"] = SandboxRespond(
-                response_url=context.response_url, proxy=client.proxy, ssl=client.ssl
+                response_url=context.response_url,
+                proxy=client.proxy,
+                ssl=client.ssl,
+                open_policy=open_policy,
             )
         next()
 

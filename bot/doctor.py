@@ -130,17 +130,17 @@ def _policy(settings: Settings) -> tuple[Policy | None, Check]:
         return None, Check(
             "policy file", False, "; ".join(error.problems), "see snapcopy.example.toml"
         )
-    warnings = policy.unapprovable()
+    warnings = policy.warnings()
     if warnings:
         return policy, Check(
-            "policy file", False, " ".join(warnings), "name an approver or an admin"
+            "policy file", False, " ".join(warnings), "name approvers or admins of this workspace"
         )
     rules = f", {len(policy.rules)} rule(s)" if policy.rules else ""
     return policy, Check("policy file", True, f"{settings.snapcopy_policy} is valid{rules}")
 
 
 def _policy_ids(client: WebClient, policy: Policy) -> Check:
-    ids = sorted(_all_ids(policy))
+    ids = sorted(policy.ids())
     users = [item for item in ids if not item.startswith("S")]
     groups = [item for item in ids if item.startswith("S")]
     unknown: list[str] = []
@@ -172,17 +172,6 @@ def _policy_ids(client: WebClient, policy: Policy) -> Check:
             "copy the IDs from the people's profiles (⋮ → Copy member ID) or the groups' pages",
         )
     return Check("policy IDs", True, f"{len(users)} user(s) and {len(groups)} group(s) exist")
-
-
-def _all_ids(policy: Policy) -> set[str]:
-    found: set[str] = set()
-    for ids in (policy.roles.requester, policy.roles.approver, policy.roles.admin):
-        found.update(ids)
-    found.update(policy.approval.notify or ())
-    for rule in policy.rules:
-        found.update(rule.approvers or ())
-        found.update(rule.notify or ())
-    return found
 
 
 def _dws(settings: Settings) -> list[Check]:

@@ -72,6 +72,11 @@ def _direct(channel_id: str | None) -> bool:
     return bool(channel_id and channel_id.startswith("D"))
 
 
+# A role holder that stands for every member of the workspace: only the sandbox's own policy
+# has it (a policy file cannot, see bot/policy.py), never mentioned or sent a message.
+EVERYONE = "*"
+
+
 class Role(StrEnum):
     """Roles nest: an admin is also an approver, an approver also a requester."""
 

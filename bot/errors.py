@@ -163,20 +163,27 @@ class StoreUnavailable(SnapcopyError):
 
 
 class ConfigError(Exception):
-    """Start-up cannot go on; `problems` holds one line per thing to fix."""
+    """Start-up cannot go on; `problems` holds one line per thing to fix. `sandbox_needs` is
+    what `snapcopy serve --sandbox` would still lack (None: this is the sandbox already)."""
 
-    def __init__(self, problems: list[str], *, sandbox_hint: bool = False) -> None:
+    def __init__(self, problems: list[str], *, sandbox_needs: list[str] | None = None) -> None:
         self.problems = problems
-        self.sandbox_hint = sandbox_hint
+        self.sandbox_needs = sandbox_needs
         super().__init__("\n".join(problems))
 
     def render(self) -> str:
         lines = ["snapcopy cannot start:"]
         lines += [f"  - {problem}" for problem in self.problems]
         cloud = any(("HUAWEICLOUD_" in p or "DWS_" in p) for p in self.problems)
-        if self.sandbox_hint and cloud:
+        if self.sandbox_needs is not None and cloud:
+            needs = "; ".join(need.split(":")[0].rstrip(".") for need in self.sandbox_needs)
+            verdict = (
+                f"it would still need the fixes above to: {needs}."
+                if needs
+                else "with these settings it would start."
+            )
             lines.append(
                 "No cloud account yet? `snapcopy serve --sandbox` runs the whole flow against a "
-                "built-in DWS stand-in and needs only the Slack settings."
+                f"built-in DWS stand-in and needs no HUAWEICLOUD_* or DWS_* setting; {verdict}"
             )
         return "\n".join(lines)

@@ -24,7 +24,7 @@ from pydantic import (
     ValidationError,
 )
 
-from bot.domain import Role
+from bot.domain import EVERYONE, Role
 from bot.errors import ConfigError
 
 _SLACK_ID = re.compile(r"[UWS][A-Z0-9]{2,}")
@@ -254,6 +254,46 @@ class Policy(BaseModel):
                 )
         return ApprovalPolicy(self.approval, self.roles.approver, None, self.lifecycle)
 
+    @property
+    def is_open(self) -> bool:
+        """The sandbox's policy: anyone may request, anyone else may approve."""
+        return EVERYONE in self.roles.requester
+
+    def ids(self) -> set[str]:
+        """Every user and group ID the policy names."""
+        found = {*self.roles.requester, *self.approving_ids(), *(self.approval.notify or ())}
+        for rule in self.rules:
+            found.update(rule.notify or ())
+        if self.break_glass is not None:
+            found.update(self.break_glass.allowed)
+            found.update(i for i in self.break_glass.notify if not i.startswith("C"))
+        return found - {EVERYONE}
+
+    def approving_ids(self) -> set[str]:
+        """Who may approve something: the approver role, the admins, the rules' approvers."""
+        found = {*self.roles.approver, *self.roles.admin, *self.approval.escalate_to}
+        for rule in self.rules:
+            found.update(rule.approvers or ())
+            found.update(rule.escalate_to or ())
+        return found
+
+    def warnings(self) -> list[str]:
+        """What start-up and doctor warn of: nobody can approve, or only made-up people can."""
+        found = self.unapprovable()
+        examples = sorted(self.ids() & EXAMPLE_IDS)
+        if examples:
+            nobody = (
+                ", so nobody in this workspace can approve"
+                if self.approving_ids() and self.approving_ids() <= EXAMPLE_IDS
+                else ""
+            )
+            found.append(
+                f"{', '.join(examples)} are snapcopy.example.toml's made-up IDs, not people or "
+                f"groups of your workspace{nobody}: put your own members' IDs (profile → ⋮ → "
+                "Copy member ID) and groups' IDs in their place."
+            )
+        return found
+
     def unapprovable(self) -> list[str]:
         """Where approval is required but nobody could ever give it: start-up warnings."""
         if self.roles.admin:
@@ -288,6 +328,29 @@ class Policy(BaseModel):
             if "*" in patterns and catch_all is None:
                 catch_all = number
         return found
+
+
+# The made-up IDs of snapcopy.example.toml and of the README's copy of it (a test keeps them in
+# step): a policy still holding them was copied and not filled in.
+EXAMPLE_IDS = frozenset(
+    {
+        "S0DWSONCALL",
+        "U01ALICE",
+        "U02BOB",
+        "U03CAROL",
+        "S0DBA",
+        "S0PRODDBA",
+        "S0DBALEADS",
+        "S0INCIDENTCMD",
+    }
+)
+
+
+def sandbox_policy() -> Policy:
+    """`snapcopy serve --sandbox` with no policy file: anyone may request a copy, anyone but
+    its requester may approve it, nobody is pinged, and nobody is an admin."""
+    roles = Roles.model_construct(requester=(EVERYONE,), approver=(EVERYONE,), admin=())
+    return Policy(roles=roles, approval=Approval(notify=()))
 
 
 def parse_policy(text: str, source: str = "policy") -> Policy:

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from bot.domain import ROLE_IMPLIES, CopyRequest, Role
+from bot.domain import EVERYONE, ROLE_IMPLIES, CopyRequest, Role
 from bot.group_changes import ChangeLog, GroupChange, MemoryChangeLog
 from bot.policy import Policy
 
@@ -176,7 +176,7 @@ class RoleResolver:
     def check(self, user_id: str, entries: Iterable[str]) -> Check:
         """Whether the user is one of `entries` (user IDs) or in one of them (group IDs)."""
         listed = list(dict.fromkeys(entries))
-        if user_id in listed:
+        if user_id in listed or EVERYONE in listed:
             return Check(True)
         groups = [entry for entry in listed if is_group(entry)]
         if not groups:
@@ -201,6 +201,8 @@ class RoleResolver:
             for entry in self.holders(role):
                 if entry == user_id:
                     found.append(Grant(role))
+                elif entry == EVERYONE:  # the sandbox's own policy
+                    found.append(Grant(role, via=EVERYONE))
                 elif is_group(entry):
                     members = answers[entry].members
                     if members is not None and user_id in members:

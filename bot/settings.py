@@ -26,7 +26,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.dws import DwsTarget, endpoint_for, parse_regions
 from bot.errors import ConfigError
-from bot.policy import Policy, load_policy
+from bot.policy import Policy, load_policy, sandbox_policy
 
 SLACK_API_DEFAULT = "https://slack.com/api/"
 
@@ -139,7 +139,7 @@ class Settings(BaseSettings):
                 "clusters (e.g. ap-southeast-1), or DWS_ENDPOINT to a full https:// URL "
                 "(DWS_REGIONS for several regions)."
             )
-        problems += self._shape_problems(socket=socket)
+        problems += self._shape_problems(socket=socket, sandbox=sandbox)
         problems += database_problems(self.snapcopy_db)
         if not sandbox and not problems:
             try:
@@ -169,7 +169,7 @@ class Settings(BaseSettings):
             )
         ]
 
-    def _shape_problems(self, *, socket: bool) -> list[str]:
+    def _shape_problems(self, *, socket: bool, sandbox: bool = False) -> list[str]:
         checks: list[tuple[str, SecretStr | None, str]] = [
             ("SLACK_BOT_TOKEN", self.slack_bot_token, "xoxb-")
         ]
@@ -181,14 +181,16 @@ class Settings(BaseSettings):
                 problems.append(
                     f"{name} does not start with '{prefix}': copy it from {_WHERE[name]}."
                 )
+        if not re.match(r"https?://", self.slack_api_url):
+            problems.append("SLACK_API_URL must be an http(s) URL ending in /api/.")
+        if sandbox:
+            return problems  # the sandbox reads no DWS setting
         if self.dws_region and not re.fullmatch(r"[a-z]{2}(-[a-z0-9]+)+", self.dws_region):
             problems.append(
                 f"DWS_REGION '{self.dws_region}' is not a region name like ap-southeast-1."
             )
         if self.dws_endpoint and not re.match(r"https?://[^/\s]+", self.dws_endpoint):
             problems.append("DWS_ENDPOINT must be a URL such as https://dws.example.com.")
-        if not re.match(r"https?://", self.slack_api_url):
-            problems.append("SLACK_API_URL must be an http(s) URL ending in /api/.")
         return problems
 
 
@@ -317,11 +319,28 @@ def load_all(
     problems += settings.problems_for(socket=socket, sandbox=sandbox)
     # Wherever SNAPCOPY_POLICY was set (the environment or .env), even when other settings
     # are missing.
-    policy: Policy | None = None
-    try:
-        policy = load_policy(settings.snapcopy_policy)
-    except ConfigError as error:
-        problems += error.problems
+    policy, policy_problems = policy_for(settings, sandbox=sandbox)
+    problems += policy_problems
     if problems or policy is None:
-        raise ConfigError(problems, sandbox_hint=not sandbox)
+        needs = None if sandbox else _sandbox_needs(settings, socket=socket)
+        raise ConfigError(problems, sandbox_needs=needs)
     return settings, policy
+
+
+def policy_for(settings: Settings, *, sandbox: bool) -> tuple[Policy | None, list[str]]:
+    """The policy file, or its problems. The sandbox with no file where SNAPCOPY_POLICY's
+    default points (and SNAPCOPY_POLICY not set) gets its own policy: anyone may request and
+    anyone else approve."""
+    path = settings.snapcopy_policy
+    if sandbox and "snapcopy_policy" not in settings.model_fields_set and not path.exists():
+        return sandbox_policy(), []
+    try:
+        return load_policy(path), []
+    except ConfigError as error:
+        return None, error.problems
+
+
+def _sandbox_needs(settings: Settings, *, socket: bool) -> list[str]:
+    """What `snapcopy serve --sandbox` would still lack with these settings."""
+    _, policy_problems = policy_for(settings, sandbox=True)
+    return settings.problems_for(socket=socket, sandbox=True) + policy_problems

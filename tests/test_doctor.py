@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import StartServer
-from tests.harness import subprocess_env, write_policy
+from tests.harness import REPO_ROOT, subprocess_env, write_policy
 from tests.slack_standin import SlackStandIn
 
 pytestmark = pytest.mark.process
@@ -55,6 +55,7 @@ def test_a_good_deployment_passes_every_check(bot_env: dict[str, str], dws: Any)
         ("sk", "DWS", "HUAWEICLOUD_SDK_AK/_SK"),
         ("database", "database", "does not exist"),
         ("policy", "policy file", "unknown key"),
+        ("example", "policy file", "nobody in this workspace can approve"),
     ],
 )
 def test_each_broken_part_is_named_with_its_fix(
@@ -81,6 +82,8 @@ def test_each_broken_part_is_named_with_its_fix(
         env["SNAPCOPY_DB"] = str(tmp_path / "unmounted" / "snapcopy.db")
     elif breakage == "policy":
         env["SNAPCOPY_POLICY"] = str(write_policy(tmp_path / "bad.toml", "[rolez]\n"))
+    elif breakage == "example":  # copied and never filled in
+        env["SNAPCOPY_POLICY"] = str(REPO_ROOT / "snapcopy.example.toml")
 
     result = doctor(env)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from bot.domain import CopyRequest, Deletion, Role, State, parse_request_id
+from bot.domain import EVERYONE, CopyRequest, Deletion, Role, State, parse_request_id
 from bot.durations import parse_when
 from bot.errors import BadInput
 from bot.slack import mrkdwn, views
@@ -162,5 +162,7 @@ def roles_text(services: Services, user: str) -> str:
     lines = [f"Your roles: {', '.join(f'`{role}`' for role in roles)}"]
     for grant in grants:
         source = f"through {mrkdwn.mention(grant.via)}" if grant.via else "listed by user ID"
+        if grant.via == EVERYONE:
+            source = "everyone holds it: the sandbox runs without a policy file"
         lines.append(f"• `{grant.role}`: {source}")
     return "\n".join(lines)

@@ -40,15 +40,23 @@ class ObservedWebClient(WebClient):
 
 
 class SandboxWebClient(ObservedWebClient):
-    """Marks every message it sends: the sandbox's promise."""
+    """Marks every message it sends: the sandbox's promise (and, on the sandbox's own policy,
+    who may do what)."""
+
+    def __init__(self, *args: Any, open_policy: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.open_policy = open_policy
 
     def api_call(
         self, api_method: str, *, json: dict[str, Any] | None = None, **kwargs: Any
     ) -> SlackResponse:
         if api_method in MESSAGE_METHODS and json and isinstance(json.get("text"), str):
-            json = {**json, "text": mark(json["text"])}
+            json = {**json, "text": mark(json["text"], open_policy=self.open_policy)}
         return super().api_call(api_method, json=json, **kwargs)
 
 
-def is_sandboxed(client: WebClient) -> bool:
-    return isinstance(client, SandboxWebClient)
+def marked(client: WebClient, text: str) -> str:
+    """`text` as `client` would post it: marked in the sandbox."""
+    if isinstance(client, SandboxWebClient):
+        return mark(text, open_policy=client.open_policy)
+    return text

@@ -49,7 +49,8 @@ IN_ACK = ("help", "unknown", *DECISIONS)
 
 def register(app: App, services: Services) -> None:
     def shown(text: str) -> str:
-        return mark(text) if services.sandbox else text
+        open_policy = services.copies.policy.is_open
+        return mark(text, open_policy=open_policy) if services.sandbox else text
 
     def acknowledge(ack: Ack, body: dict[str, Any]) -> None:
         parsed = parse_command(body.get("text") or "")

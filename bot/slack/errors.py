@@ -24,8 +24,7 @@ from slack_sdk.webhook import WebhookClient
 from bot.dws import DwsError, InvalidInput
 from bot.errors import AlreadyHandled, NotAllowed, SnapcopyError
 from bot.slack import mrkdwn, replies, views
-from bot.slack.client import is_sandboxed
-from bot.slack.sandbox import mark
+from bot.slack.client import marked
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +83,7 @@ def _deliver(text: str, body: dict[str, Any], client: WebClient) -> None:
     if body.get("command") and body.get("response_url"):
         # A slash command's own reply channel: works in DMs and channels the bot is not in.
         WebhookClient(body["response_url"], timeout=10).send(
-            text=mark(text) if is_sandboxed(client) else text, response_type="ephemeral"
+            text=marked(client, text), response_type="ephemeral"
         )
         return
     channel = (body.get("channel") or {}).get("id") or body.get("channel_id")

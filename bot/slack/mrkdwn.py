@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from bot.domain import EVERYONE
+
 
 def escape(text: str) -> str:
     """Slack's three control characters; after this, user text cannot mention or link."""
@@ -12,6 +14,8 @@ def escape(text: str) -> str:
 
 
 def mention(user_or_group: str) -> str:
+    if user_or_group == EVERYONE:
+        return "anyone"  # the sandbox's policy: nobody to ping
     if user_or_group.startswith("S"):
         return f"<!subteam^{user_or_group}>"
     return f"<@{user_or_group}>"

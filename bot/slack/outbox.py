@@ -28,7 +28,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.clock import age_seconds
-from bot.domain import CopyRequest, State
+from bot.domain import EVERYONE, CopyRequest, State
 from bot.notifier import News, Say, update_root
 from bot.roles import RoleResolver
 from bot.slack import replies, views
@@ -237,6 +237,7 @@ class SlackOutbox:
             user
             for user in self.roles.deciders(request)
             if not user.startswith("S")
+            and user != EVERYONE
             and (request.allow_self_approval or user != request.requested_by)
         ]
 

@@ -10,7 +10,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.domain import CopyRequest, State
+from bot.domain import EVERYONE, CopyRequest, State
 from bot.dws import Listed
 from bot.policy import Lifecycle
 from bot.slack.ids import Action, Block, Callback, button_value
@@ -305,13 +305,17 @@ def request_blocks(request: CopyRequest, *, sandbox: bool = False) -> Blocks:
         blocks.append(decision_buttons(request))
     if request.state == State.FAILED:
         blocks.append(retry_button(request))
-    blocks.append(_context(mark(outcome_line(request)) if sandbox else outcome_line(request)))
+    outcome = outcome_line(request)
+    open_policy = EVERYONE in request.approvers
+    blocks.append(_context(mark(outcome, open_policy=open_policy) if sandbox else outcome))
     return blocks
 
 
 def approval_line(request: CopyRequest) -> str:
     """Who may approve, how many approvals it needs and has, and until when."""
     who = mentions(request.approvers) if request.approvers else "the approvers"
+    if EVERYONE in request.approvers:
+        who = "anyone but the requester (the sandbox has no policy file)"
     needed = request.approvals_needed
     line = f"*Approval*: {needed} approval{'s' if needed != 1 else ''} from {who} (or an admin)"
     if request.expires_at:
