@@ -34,15 +34,16 @@ from bot.lifecycle import CopyService
 from bot.metrics import Metrics, System
 from bot.policy import Policy
 from bot.retention import DELETE, DELETE_FOLLOW, Retention
-from bot.roles import RoleResolver
-from bot.settings import Settings, misspelt_variables, variables_set
+from bot.roles import GroupMembers, RoleResolver
+from bot.settings import Settings, misspelt_variables, policy_for, variables_set
 from bot.slack import actions, commands, errors, events, home, modals, options, shortcuts
 from bot.slack.client import ObservedWebClient, SandboxWebClient
 from bot.slack.deferred import AfterAck
 from bot.slack.outbox import SlackOutbox
 from bot.slack.sandbox import SandboxRespond
+from bot.slack.scopes import GROUPS_SCOPE, GroupAccess
 from bot.slack.services import Services
-from bot.slack.startup import check_token, keep_checking
+from bot.slack.startup import TokenCheck, check_token, keep_checking
 from bot.stakes import StakesReader
 from bot.store import Store
 from bot.sweeper import Sweeper
@@ -108,6 +109,33 @@ class Runtime:
         """Call `closer` when the runtime closes, before the store does."""
         self._closers.append(closer)
 
+    def reload_policy(self) -> bool:
+        """Read the policy file again (SIGHUP). A file with problems changes nothing: the
+        policy in force stays, and the log says why. Requests already made keep the approvers
+        and approvals they were given."""
+        policy, problems = policy_for(self.settings, sandbox=self.sandbox)
+        if policy is None:
+            log.error(
+                "policy not reloaded, the one in force stays: %s",
+                " ".join(problems),
+                extra={"policy": str(self.settings.snapcopy_policy)},
+            )
+            return False
+        self.policy = policy
+        self.services.copies.policy = policy
+        self.services.roles.use(policy)
+        if self.sweeper is not None:
+            self.sweeper.policy = policy
+        if isinstance(self.bolt.client, SandboxWebClient):
+            self.bolt.client.open_policy = policy.is_open
+        for warning in policy.warnings():
+            log.warning("policy: %s", warning)
+        log.info(
+            "policy reloaded",
+            extra={"policy": str(self.settings.snapcopy_policy), "rules": len(policy.rules)},
+        )
+        return True
+
     def close(self) -> None:
         """Stop claiming work, let calls in flight end, give the rest back; safe to call twice."""
         self.stop.set()
@@ -137,8 +165,9 @@ def build_runtime(
     store.check()  # damaged, full, read-only or held too long: stop here, in one sentence
     metrics = Metrics(store)
     client = slack_client(settings, metrics, sandbox=sandbox, open_policy=policy.is_open)
-    token_ok = _check_token(client)
-    warn_at_start(settings, policy)
+    token = _check_token(client)
+    groups = GroupAccess(client, token.scopes)
+    warn_at_start(settings, policy, groups_readable=groups.readable)
     dws, jobs_dws = dws_clients(
         settings,
         stop,
@@ -147,10 +176,10 @@ def build_runtime(
         closers=closers,
         observer=lambda call, outcome, ok, request_id: metrics.call(System.DWS, call, outcome, ok),
     )
-    roles = role_resolver(policy, store, client, metrics)
+    roles = role_resolver(policy, store, groups.members, metrics)
     workers = _workers(settings, store, metrics, jobs_dws, client, roles, sandbox=sandbox)
     stakes = StakesReader(store, jobs_dws)
-    copies = CopyService(store, dws, policy, roles, stakes)
+    copies = CopyService(store, dws, policy, roles, stakes, groups_readable=groups.is_readable)
     catalog = SnapshotCatalog(dws)
     after_ack = AfterAck()
     closers += [catalog.close, after_ack.close, roles.close, copies.close, stakes.close]
@@ -175,7 +204,7 @@ def build_runtime(
         metrics=metrics,
         workers=workers,
         sandbox=sandbox,
-        token_unverified=not token_ok,
+        token_unverified=not token.ok,
         stop=stop,
         sweeper=Sweeper(copies, retention, incident, store, policy),
         _closers=closers,
@@ -183,25 +212,33 @@ def build_runtime(
 
 
 def role_resolver(
-    policy: Policy, store: Store, client: WebClient, metrics: Metrics
+    policy: Policy, store: Store, members: GroupMembers, metrics: Metrics
 ) -> RoleResolver:
-    """Roles through Slack's user groups: looked up with this client, counted, and kept fresh
-    by the group changes every process records in the store."""
+    """Roles through Slack's user groups: looked up with `members` (GroupAccess's), counted,
+    and kept fresh by the group changes every process records in the store."""
     return RoleResolver(
         policy,
-        lambda group: _group_members(client, group),
+        members,
         changes=StoredChangeLog(store),
         on_lookup=metrics.group_lookup,
         on_answer=metrics.group_answer,
     )
 
 
-def warn_at_start(settings: Settings, policy: Policy) -> None:
+def warn_at_start(settings: Settings, policy: Policy, *, groups_readable: bool) -> None:
     """What an operator should know though nothing stops start-up."""
     for warning in misspelt_variables(variables_set(os.environ)):
         log.warning("settings: %s", warning)
     for warning in policy.warnings():
         log.warning("policy: %s", warning)
+    if not groups_readable:
+        groups = sorted(holder for holder in policy.ids() if holder.startswith("S"))
+        log.warning(
+            "Slack: the bot token lacks the %s scope, so snapcopy cannot read user groups%s; "
+            "reinstall the app with it (manifest.yaml asks for it)",
+            GROUPS_SCOPE,
+            f" and the roles given to {', '.join(groups)} count for nobody" if groups else "",
+        )
     if policy.is_open:
         log.warning(
             "sandbox: there is no policy file at %s, so anyone may request a copy and anyone "
@@ -235,9 +272,9 @@ def slack_client(
     return client
 
 
-def _check_token(client: WebClient) -> bool:
-    """Whether Slack vouched for the bot token; raises TokenRefused (start-up stops with one
-    sentence) when Slack refuses it."""
+def _check_token(client: WebClient) -> TokenCheck:
+    """What Slack says of the bot token (not ok: Slack could not be asked); raises
+    TokenRefused (start-up stops with one sentence) when Slack refuses it."""
     token = check_token(client)
     if token.ok:
         log.info("Slack accepts the bot token", extra={"as": token.detail})
@@ -246,7 +283,7 @@ def _check_token(client: WebClient) -> bool:
             "Slack could not be asked whether the bot token is good; starting, and asking again",
             extra={"error": token.detail},
         )
-    return token.ok
+    return token
 
 
 def bolt_app(
@@ -265,7 +302,7 @@ def bolt_app(
         token_verification_enabled=False,
         ignoring_self_events_enabled=True,
     )
-    bolt.use(_our_client(client, sandbox=sandbox, open_policy=services.copies.policy.is_open))
+    bolt.use(_our_client(client, services, sandbox=sandbox))
     bolt.error(errors.handle)
     for kind in (commands, modals, actions, shortcuts, events, home, options):
         kind.register(bolt, services)
@@ -382,7 +419,9 @@ def _sandbox_dws(closers: list[Callable[[], None]]) -> tuple[list[DwsTarget], Dw
     return [DwsTarget("", SANDBOX_PROJECT_ID, standin.url)], (ak, sk, None)
 
 
-def _our_client(client: WebClient, *, sandbox: bool, open_policy: bool) -> Callable[..., None]:
+def _our_client(
+    client: WebClient, services: Services, *, sandbox: bool
+) -> Callable[..., None]:
     """Global middleware: every listener gets snapcopy's own Web API client instead of the one
     Bolt builds per request, so the sandbox marks every message, the proxy choice holds and
     every call is counted; in the sandbox, `respond()` marks its answers too."""
@@ -394,7 +433,7 @@ def _our_client(client: WebClient, *, sandbox: bool, open_policy: bool) -> Calla
                 response_url=context.response_url,
                 proxy=client.proxy,
                 ssl=client.ssl,
-                open_policy=open_policy,
+                open_policy=services.copies.policy.is_open,
             )
         next()
 
@@ -420,11 +459,6 @@ def slack_proxy(api_url: str) -> str | None:
     if host and urllib.request.proxy_bypass(host):
         return None
     return load_http_proxy_from_env()
-
-
-def _group_members(client: WebClient, group_id: str) -> frozenset[str]:
-    response = client.usergroups_users_list(usergroup=group_id)
-    return frozenset(response.get("users") or [])
 
 
 def _secret(value: Any) -> str | None:

@@ -48,6 +48,7 @@ def run(*, socket: bool = False) -> list[Check]:
     checks.append(policy_check)
     if policy is not None and client is not None:
         checks.append(_policy_ids(client, policy))
+        checks.append(_approvals(client, policy))
     checks += _dws(settings)
     return checks
 
@@ -172,6 +173,32 @@ def _policy_ids(client: WebClient, policy: Policy) -> Check:
             "copy the IDs from the people's profiles (⋮ → Copy member ID) or the groups' pages",
         )
     return Check("policy IDs", True, f"{len(users)} user(s) and {len(groups)} group(s) exist")
+
+
+def _approvals(client: WebClient, policy: Policy) -> Check:
+    """Whether each table can get the approvals it needs, user groups' members counted."""
+
+    def members(group: str) -> frozenset[str]:
+        return frozenset(client.usergroups_users_list(usergroup=group).get("users") or [])
+
+    try:
+        short = policy.short_of_approvers(members)
+    except SlackApiError as error:
+        code = (error.response or {}).get("error")
+        return Check(
+            "policy approvals",
+            False,
+            f"Slack would not list a group's members ({code})",
+            "grant usergroups:read and check the groups' IDs, then run doctor again",
+        )
+    if short:
+        return Check(
+            "policy approvals",
+            False,
+            " ".join(short),
+            "lower `approvals`, or name more approvers (or admins)",
+        )
+    return Check("policy approvals", True, "every table can get the approvals it needs")
 
 
 def _dws(settings: Settings) -> list[Check]:

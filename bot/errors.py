@@ -49,16 +49,32 @@ class NotAllowed(SnapcopyError):
         super().__init__(message)
 
 
-class GroupsUnanswered(SnapcopyError):
-    """Whether the person holds a role depends on user groups Slack could not tell us about."""
+GROUPS_UNREADABLE = (
+    "snapcopy cannot read user groups: an admin must reinstall the app with the "
+    "usergroups:read scope."
+)
 
-    def __init__(self, groups: list[str]) -> None:
+
+class GroupsUnanswered(SnapcopyError):
+    """Whether the person holds a role depends on user groups Slack could not tell us about:
+    for a moment, or (`unreadable`) until the app is reinstalled with usergroups:read."""
+
+    def __init__(self, groups: list[str], *, unreadable: bool = False) -> None:
         self.groups = groups
+        self.unreadable = unreadable
         named = ", ".join(f"<!subteam^{group}>" for group in groups)
-        super().__init__(
-            f"I could not ask Slack just now whether you are in {named}, which hold that role; "
-            "nothing was done. Try again in a minute."
-        )
+        if unreadable:
+            message = (
+                f"{GROUPS_UNREADABLE} Roles given to {named} count for nobody until then, so "
+                "nothing was done."
+            )
+        else:
+            message = (
+                f"I could not ask Slack just now whether you are in {named}, which hold that "
+                "role; nothing was done. Try again in a minute."
+            )
+        super().__init__(message)
+
 
 
 class SelfApproval(SnapcopyError):

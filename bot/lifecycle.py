@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -60,12 +60,16 @@ class CopyService:
         policy: Policy,
         roles: RoleResolver,
         stakes: StakesReader | None = None,
+        *,
+        groups_readable: Callable[[], bool] = lambda: True,
     ) -> None:
         self.store = store
         self.dws = dws
         self.policy = policy
         self.roles = roles
         self.stakes = stakes
+        # False while Slack will not tell us any group's members (a scope missing).
+        self.groups_readable = groups_readable
         self.forms = FormChecker(dws)
 
     # --- asking --------------------------------------------------------------------------
@@ -77,7 +81,7 @@ class CopyService:
         if check.held:
             return
         if check.unanswered:
-            raise GroupsUnanswered(list(check.unanswered))
+            raise GroupsUnanswered(list(check.unanswered), unreadable=not self.groups_readable())
         self.store.record_event(None, "refused", user_id, {"action": action, "needed": role})
         raise NotAllowed(
             f"You need the {role} role to {action}.", needed=role.value, admins=self.roles.admins()
@@ -336,7 +340,8 @@ class CopyService:
         check = self.roles.check(user_id, self.roles.deciders(request))
         if not check.held:
             if check.unanswered:
-                raise GroupsUnanswered(list(check.unanswered))
+                unreadable = not self.groups_readable()
+                raise GroupsUnanswered(list(check.unanswered), unreadable=unreadable)
             refusal = NotAllowed(
                 self._who_may_decide(request, action),
                 needed=Role.APPROVER.value,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,6 +30,8 @@ from bot.errors import ConfigError
 
 _SLACK_ID = re.compile(r"[UWS][A-Z0-9]{2,}")
 
+GroupMembers = Callable[[str], frozenset[str]]
+
 
 def _strict_int(value: object) -> object:
     if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
@@ -36,13 +39,24 @@ def _strict_int(value: object) -> object:
     return value
 
 
+_ID_LIKE = re.compile(r"[A-Z][A-Z0-9]{2,}")
+
+
 def _slack_id(value: str) -> str:
-    if not _SLACK_ID.fullmatch(value):
+    if _SLACK_ID.fullmatch(value):
+        return value
+    problem = f"'{value}' is not a Slack user ID (U…/W…) or user-group ID (S…)"
+    if value.startswith("C") and _ID_LIKE.fullmatch(value):
         raise ValueError(
-            f"'{value}' is not a Slack user ID (U…/W…) or user-group ID (S…); find it in the "
-            "person's profile → ⋮ → 'Copy member ID'"
+            f"{problem} but a channel's: roles, approvers and notify name people and user groups"
         )
-    return value
+    if _ID_LIKE.fullmatch(value):
+        raise ValueError(f"{problem}; find it in the person's profile → ⋮ → 'Copy member ID'")
+    raise ValueError(
+        f"{problem} but a name, and snapcopy needs the ID. For a user group: Slack → "
+        "Administration → User groups (or the group's page) → ⋮ → 'Copy group ID' (S…); for "
+        "a person: their profile → ⋮ → 'Copy member ID' (U…)"
+    )
 
 
 def _listed(value: object) -> object:
@@ -278,8 +292,9 @@ class Policy(BaseModel):
         return found
 
     def warnings(self) -> list[str]:
-        """What start-up and doctor warn of: nobody can approve, or only made-up people can."""
-        found = self.unapprovable()
+        """What start-up and doctor warn of: nobody can approve, not as many as needed can, or
+        only made-up people can."""
+        found = self.unapprovable() + self.short_of_approvers()
         examples = sorted(self.ids() & EXAMPLE_IDS)
         if examples:
             nobody = (
@@ -294,22 +309,45 @@ class Policy(BaseModel):
             )
         return found
 
+    def tables(self) -> list[tuple[str, Approval, tuple[str, ...]]]:
+        """Each way a request can be approved: where it is written, its settings, and who may
+        approve besides the admins."""
+        tables = [("[approval]", self.approval, self.roles.approver)]
+        for number, rule in enumerate(self.rules, start=1):
+            approval = self.approval.model_copy(update=rule.overrides())
+            tables.append((f"[[rules]] #{number}", approval, rule.approvers or self.roles.approver))
+        return tables
+
     def unapprovable(self) -> list[str]:
         """Where approval is required but nobody could ever give it: start-up warnings."""
         if self.roles.admin:
             return []  # admins may always approve
-        found = []
-        tables: list[tuple[str, Approval, tuple[str, ...]]] = [
-            ("[approval]", self.approval, self.roles.approver)
+        return [
+            f"{where} requires approval, but the policy names no approver and no admin: "
+            "nobody can approve these requests."
+            for where, approval, approvers in self.tables()
+            if approval.required and not approvers
         ]
-        for number, rule in enumerate(self.rules, start=1):
-            approval = self.approval.model_copy(update=rule.overrides())
-            tables.append((f"[[rules]] #{number}", approval, rule.approvers or self.roles.approver))
-        for where, approval, approvers in tables:
-            if approval.required and not approvers:
+
+    def short_of_approvers(self, members: GroupMembers | None = None) -> list[str]:
+        """Where more approvals are needed than there are people who may give them. Without
+        `members` (who is in a user group), only tables naming users alone are counted."""
+        found = []
+        for where, approval, approvers in self.tables():
+            holders = {*approvers, *self.roles.admin}
+            if not approval.required or not approvers or EVERYONE in holders:
+                continue
+            groups = {holder for holder in holders if holder.startswith("S")}
+            if groups and members is None:
+                continue  # doctor counts them
+            people = holders - groups
+            for group in groups:
+                people |= members(group) if members is not None else frozenset()
+            if len(people) < approval.approvals:
                 found.append(
-                    f"{where} requires approval, but the policy names no approver and no admin: "
-                    "nobody can approve these requests."
+                    f"{where} needs {approval.approvals} approvals, but only {len(people)} "
+                    f"{'person' if len(people) == 1 else 'people'} may give one (its approvers "
+                    "and the admins): its requests can never be approved."
                 )
         return found
 
@@ -359,6 +397,9 @@ def parse_policy(text: str, source: str = "policy") -> Policy:
     except tomllib.TOMLDecodeError as error:
         raise ConfigError([f"{source} is not valid TOML: {error}."]) from None
     lines = _rule_lines(text)
+    shape = _table_shapes(data, text)
+    if shape:
+        raise ConfigError([f"{source}: {problem}" for problem in shape])
     try:
         policy = Policy.model_validate(data)
     except ValidationError as error:
@@ -376,6 +417,31 @@ def parse_policy(text: str, source: str = "policy") -> Policy:
     if problems:
         raise ConfigError(problems)
     return policy
+
+
+def _table_shapes(data: dict[str, Any], text: str) -> list[str]:
+    """`[rules]` where `[[rules]]` belongs (or `[[roles]]` where `[roles]` does), as a plain
+    sentence with the line, before pydantic calls it "a valid tuple"."""
+    problems = []
+    for name, many in (("rules", True), ("roles", False), ("approval", False)):
+        value = data.get(name)
+        written = f"[{name}]" if many else f"[[{name}]]"
+        if (many and isinstance(value, dict)) or (not many and isinstance(value, list)):
+            line = _header_line(text, written)
+            meant = f"[[{name}]]" if many else f"[{name}]"
+            kind = "a list of tables, one per rule" if many else "one table"
+            problems.append(
+                f"line {line}: {written} should be {meant}: {name} is {kind}"
+                + (", each starting with its own [[rules]] line." if many else ".")
+            )
+    return problems
+
+
+def _header_line(text: str, header: str) -> int | str:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.split("#")[0].replace(" ", "") == header:
+            return number
+    return "?"
 
 
 def _rule_lines(text: str) -> list[int]:

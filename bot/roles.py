@@ -137,6 +137,10 @@ class RoleResolver:
         self._events_arrive = self._cursor > 0
         self._lookups = ThreadPoolExecutor(max_workers=4, thread_name_prefix="group-lookup")
 
+    def use(self, policy: Policy) -> None:
+        """Answer from `policy` from now on (the policy file was reloaded)."""
+        self._policy = policy
+
     # --- who is named where ------------------------------------------------------------------
 
     def holders(self, role: Role) -> tuple[str, ...]:

@@ -252,6 +252,7 @@ def _json(
 def run_http(settings: Settings, policy: Policy, *, host: str, port: int, sandbox: bool) -> None:
     """Serve until SIGTERM/SIGINT: requests in flight finish, then the Runtime closes."""
     runtime = build_runtime(settings, policy, socket=False, sandbox=sandbox)
+    reload_on_hangup(runtime)
     app = BufferedWsgi(
         make_wsgi_app(runtime),
         on_startup=runtime.start_background,
@@ -259,6 +260,19 @@ def run_http(settings: Settings, policy: Policy, *, host: str, port: int, sandbo
         own_thread=(HEALTH_PATH,),
     )
     serve(app, host=host, port=port)
+
+
+def reload_on_hangup(runtime: Runtime) -> None:
+    """SIGHUP re-reads the policy file (`Runtime.reload_policy`), on a thread of its own rather
+    than inside the signal handler."""
+
+    def hangup(signum: int, frame: object) -> None:
+        log.info("SIGHUP: reading the policy file again")
+        threading.Thread(
+            target=runtime.reload_policy, name="snapcopy-policy-reload", daemon=True
+        ).start()
+
+    signal.signal(signal.SIGHUP, hangup)
 
 
 # --- Socket Mode ---------------------------------------------------------------------------------
@@ -283,6 +297,7 @@ def run_socket_mode(settings: Settings, policy: Policy, *, sandbox: bool) -> int
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    reload_on_hangup(runtime)
     try:
         runtime.start_background()
         try:

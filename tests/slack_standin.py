@@ -400,6 +400,8 @@ def _publish_view(standin: SlackStandIn, params: dict[str, Any]) -> dict[str, An
 
 
 def _usergroup_users(standin: SlackStandIn, params: dict[str, Any]) -> dict[str, Any]:
+    if "usergroups:read" not in standin.scopes:
+        return {"ok": False, "error": "missing_scope", "needed": "usergroups:read"}
     members = standin.usergroups.get(str(params.get("usergroup")))
     if members is None:
         return {"ok": False, "error": "no_such_subteam"}

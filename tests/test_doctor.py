@@ -56,6 +56,7 @@ def test_a_good_deployment_passes_every_check(bot_env: dict[str, str], dws: Any)
         ("database", "database", "does not exist"),
         ("policy", "policy file", "unknown key"),
         ("example", "policy file", "nobody in this workspace can approve"),
+        ("approvals", "policy approvals", "needs 3 approvals, but only 2 people"),
     ],
 )
 def test_each_broken_part_is_named_with_its_fix(
@@ -82,6 +83,9 @@ def test_each_broken_part_is_named_with_its_fix(
         env["SNAPCOPY_DB"] = str(tmp_path / "unmounted" / "snapcopy.db")
     elif breakage == "policy":
         env["SNAPCOPY_POLICY"] = str(write_policy(tmp_path / "bad.toml", "[rolez]\n"))
+    elif breakage == "approvals":  # the on-call group has one member, and one admin
+        text = '[roles]\napprover = ["S0ONCALL"]\nadmin = ["U0ADMIN"]\n[approval]\napprovals = 3\n'
+        env["SNAPCOPY_POLICY"] = str(write_policy(tmp_path / "many.toml", text))
     elif breakage == "example":  # copied and never filled in
         env["SNAPCOPY_POLICY"] = str(REPO_ROOT / "snapcopy.example.toml")
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from bot.domain import EVERYONE, CopyRequest, Deletion, Role, State, parse_request_id
 from bot.durations import parse_when
-from bot.errors import BadInput
+from bot.errors import GROUPS_UNREADABLE, BadInput
 from bot.slack import mrkdwn, views
 from bot.slack.services import Services
 
@@ -153,10 +153,15 @@ def status_text(services: Services, argument: str | None, user: str) -> str:
 
 def roles_text(services: Services, user: str) -> str:
     grants = services.roles.grants(user)
+    groups = any(holder.startswith("S") for holder in services.copies.policy.ids())
+    unreadable = ""
+    if groups and not services.copies.groups_readable():
+        unreadable = f"\n{GROUPS_UNREADABLE} Roles given to user groups count for nobody."
     if not grants:
         return (
             "You hold no snapcopy role. Ask an admin "
             f"({mrkdwn.mentions(services.roles.admins())}) to add you to the policy."
+            + unreadable
         )
     roles = sorted(services.roles.roles_of(user), key=list(Role).index)
     lines = [f"Your roles: {', '.join(f'`{role}`' for role in roles)}"]
@@ -165,4 +170,4 @@ def roles_text(services: Services, user: str) -> str:
         if grant.via == EVERYONE:
             source = "everyone holds it: the sandbox runs without a policy file"
         lines.append(f"• `{grant.role}`: {source}")
-    return "\n".join(lines)
+    return "\n".join(lines) + unreadable
