@@ -23,6 +23,7 @@ from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
 from slack_sdk.proxy_env_variable_loader import load_http_proxy_from_env
 
+import bot
 from bot.catalog import SnapshotCatalog
 from bot.deletion_jobs import Deleter
 from bot.dws import AkSkAuth, DwsClient, DwsTarget, RegionalDws, RetryPolicy, build_http_client
@@ -167,7 +168,7 @@ def build_runtime(
     client = slack_client(settings, metrics, sandbox=sandbox, open_policy=policy.is_open)
     token = _check_token(client)
     groups = GroupAccess(client, token.scopes)
-    warn_at_start(settings, policy, groups_readable=groups.readable)
+    warn_at_start(settings, policy, groups_readable=groups.readable, socket=socket, sandbox=sandbox)
     dws, jobs_dws = dws_clients(
         settings,
         stop,
@@ -225,8 +226,29 @@ def role_resolver(
     )
 
 
-def warn_at_start(settings: Settings, policy: Policy, *, groups_readable: bool) -> None:
-    """What an operator should know though nothing stops start-up."""
+def announce_start(settings: Settings, policy: Policy, *, socket: bool, sandbox: bool) -> None:
+    """One line that says how this process runs: the mode, the policy, the database, the
+    regions."""
+    regions = ["sandbox"] if sandbox else [t.region or t.endpoint for t in settings.dws_targets()]
+    source = "none: the sandbox's own" if policy.is_open else str(settings.snapcopy_policy)
+    log.info(
+        "snapcopy %s starting",
+        bot.__version__,
+        extra={
+            "mode": ("socket" if socket else "http") + (" sandbox" if sandbox else ""),
+            "policy": source,
+            "rules": len(policy.rules),
+            "database": {"engine": "sqlite", "path": str(settings.snapcopy_db.resolve())},
+            "regions": regions,
+        },
+    )
+
+
+def warn_at_start(
+    settings: Settings, policy: Policy, *, groups_readable: bool, socket: bool, sandbox: bool
+) -> None:
+    """How this process runs, then what an operator should know though nothing stops it."""
+    announce_start(settings, policy, socket=socket, sandbox=sandbox)
     for warning in misspelt_variables(variables_set(os.environ)):
         log.warning("settings: %s", warning)
     for warning in policy.warnings():

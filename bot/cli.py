@@ -39,7 +39,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the bot: HTTP mode (POST /slack/events, GET /healthz) by default, or "
         "Socket Mode with --socket.",
     )
-    serve.add_argument("--port", type=_port, help="HTTP port (default: $PORT, else 3000)")
+    serve.add_argument(
+        "--port",
+        type=_port,
+        help="HTTP port (default: $PORT, else 3000); with --socket, of /livez, /healthz, /metrics",
+    )
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default: 0.0.0.0)")
     serve.add_argument(
         "--socket", action="store_true", help="use Socket Mode (needs SLACK_APP_TOKEN)"
@@ -81,9 +85,6 @@ def _port(text: str) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    if args.socket and args.port is not None:
-        print("snapcopy serve: --port applies to HTTP mode, not --socket.", file=sys.stderr)
-        return EXIT_USAGE
     from bot.errors import ConfigError, StoreUnavailable
     from bot.settings import load_all
 
@@ -103,7 +104,7 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(settings.snapcopy_log_level, secrets=settings.secret_values())
     try:
         if args.socket:
-            return run_socket_mode(settings, policy, sandbox=args.sandbox)
+            return run_socket_mode(settings, policy, sandbox=args.sandbox, host=args.host)
         run_http(settings, policy, host=args.host, port=settings.port, sandbox=args.sandbox)
     except TokenRefused as refused:
         print(ConfigError([str(refused)]).render(), file=sys.stderr)

@@ -22,6 +22,7 @@ from bot.dws_retry import DWS_BACKOFF, Verdict, dws_problem, dws_read_verdict
 from bot.notifier import News, tell
 from bot.retention import DELETE, DELETE_FOLLOW, follow_delete_job
 from bot.store import Store
+from bot.trail import step
 from bot.work.backoff import Backoff
 from bot.work.queue import Claimed
 from bot.work.workers import Done, Result, Retry
@@ -116,6 +117,7 @@ class Deleter:
             keep_until=None,
             warn_at=None,
         )
+        step("deleted", deleted, snapshot_id=request.new_snapshot_id, how=how)
         return Done("deleted" if deleted else "decided elsewhere")
 
     def _failed(self, request: CopyRequest, why: str) -> Result:
@@ -138,6 +140,7 @@ class Deleter:
             where={"deletion": [Deletion.APPROVED.value]},
             **fields,
         )
+        step("delete_failed", failed, error=why)
         if failed is not None:
             self.store.forget_delete_approvals(request.id)
         return Done("delete failed" if failed else "decided elsewhere")

@@ -37,6 +37,7 @@ from bot.dws_retry import (
 )
 from bot.notifier import News, tell
 from bot.store import Store
+from bot.trail import step
 from bot.work.backoff import Backoff
 from bot.work.queue import Claimed, Queue, Work
 from bot.work.workers import Done, Result, Retry
@@ -130,6 +131,7 @@ class Copier:
             actor=None,
             work=tell(News.COPY_STARTED),
         )
+        step("copy_started", copying)
         if copying is None:
             return Done("decided elsewhere")
         return self._call(job, copying)
@@ -252,6 +254,7 @@ class Copier:
                 snapshot_status=snapshot.status,
                 work=tell(News.SUCCEEDED),
             )
+            step("available", done)
             if done is not None:
                 approved = [e["at"] for e in self.store.events(done.id) if e["kind"] == "approved"]
                 if approved:
@@ -371,6 +374,7 @@ class Copier:
             work=tell(News.FAILED),
             **fields,
         )
+        step("failed", failed, error=sentence, error_code=code, dws_request_id=dws_request_id)
         return Done("failed" if failed else "decided elsewhere")
 
 

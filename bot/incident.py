@@ -23,6 +23,7 @@ from bot.notifier import News, notify, tell
 from bot.policy import ApprovalPolicy, BreakGlass
 from bot.roles import RoleResolver
 from bot.store import Store
+from bot.trail import step
 
 VERDICTS = ("ok", "flagged")
 # A review is owed whatever became of the copy since.
@@ -132,6 +133,7 @@ class Incident:
             raise SnapcopyError(
                 f"Request {done.label} was already reviewed by <@{done.reviewed_by}>."
             )
+        step("reviewed", reviewed, user_id, verdict=verdict, late=late)
         return reviewed
 
     def _get(self, request_id: int) -> CopyRequest:

@@ -47,6 +47,7 @@ from bot.retention import keeping
 from bot.roles import RoleResolver
 from bot.stakes import StakesReader
 from bot.store import Counted, NameInUse, Store
+from bot.trail import step
 from bot.work.queue import Queue, Work
 
 log = logging.getLogger(__name__)
@@ -222,6 +223,7 @@ class CopyService:
                 f"Request #{error.request_id} already uses the name {form.backup_name}; "
                 "pick another name.",
             ) from None
+        _log_new(request, required=required, break_glass=break_glass)
         if required:
             # By the time an approver clicks, Slack has said who is in the deciding groups.
             self.roles.prefetch(self.roles.deciders(request))
@@ -269,6 +271,9 @@ class CopyService:
             raise AlreadyHandled(approved)
         if outcome == "again":
             raise AlreadyApproved(approved)
+        # The row may have moved on (the copy started) by now: count, rather than read the state.
+        done = len(approved.approvals) >= approved.approvals_needed
+        step("approved" if done else "approval", approved, user_id)
         return approved
 
     def deny(
@@ -324,6 +329,7 @@ class CopyService:
         )
         if decided is None:
             raise AlreadyHandled(self._get(request.id))
+        step(to.value, decided, actor, **(details or {}))
         return decided
 
     def deciding(
@@ -416,6 +422,7 @@ class CopyService:
             ) from None
         if retried is None:
             raise AlreadyHandled(self._get(request.id))
+        step("retried", retried, user_id)
         return retried
 
     def expire(self, request: CopyRequest) -> CopyRequest | None:
@@ -427,6 +434,7 @@ class CopyService:
             actor=None,
             work=tell(News.EXPIRED),
         )
+        step("expired", expired)
         return expired
 
     def status(self, request_id: int, viewer: str) -> CopyRequest:
@@ -458,6 +466,13 @@ class CopyService:
 
     def close(self) -> None:
         self.forms.close()
+
+
+def _log_new(request: CopyRequest, *, required: bool, break_glass: bool) -> None:
+    step("requested", request, request.requested_by, reason=request.reason, break_glass=break_glass)
+    if not required:
+        why = "break glass" if break_glass else "approval not required"
+        step("approved", request, None, reason=why)
 
 
 def _counted(user_id: str, users: list[str], needed: int) -> Counted:

@@ -31,6 +31,9 @@ _SIGNATURE = re.compile(
 # A Slack request signature on its own, wherever it appears.
 _SLACK_SIGNATURE = re.compile(r"\bv0=[0-9a-fA-F]{64}\b")
 
+# Extra fields never written: uvicorn's copy of its message with ANSI colour codes.
+_DROPPED = frozenset({"color_message"})
+
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _RECORD_ATTRIBUTES = frozenset(
     vars(logging.LogRecord("", logging.INFO, "", 0, "", None, None)).keys()
@@ -108,7 +111,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         for key, value in vars(record).items():
-            if key not in _RECORD_ATTRIBUTES and key not in entry:
+            if key not in _RECORD_ATTRIBUTES and key not in entry and key not in _DROPPED:
                 entry[key] = value
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
@@ -141,4 +144,8 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # Each DWS call is logged once, by bot.dws.client; httpx's own line would repeat it.
+    logging.getLogger("httpx").setLevel(
+        logging.NOTSET if root.getEffectiveLevel() <= logging.DEBUG else logging.WARNING
+    )
     return handler

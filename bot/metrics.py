@@ -56,6 +56,13 @@ class Metrics:
             ("system", "method", "outcome"),
             registry=self.registry,
         )
+        self.rejected = Counter(
+            "snapcopy_rejected_requests",
+            "Requests to the events URL refused before Bolt saw them, by reason (bad_signature, "
+            "stale_timestamp, missing_headers, bad_timestamp).",
+            ("reason",),
+            registry=self.registry,
+        )
         self.copy_seconds = Histogram(
             "snapcopy_copy_duration_seconds",
             "From the last approval to the copy being AVAILABLE.",

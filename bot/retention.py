@@ -29,6 +29,7 @@ from bot.notifier import News, tell
 from bot.policy import Lifecycle
 from bot.roles import RoleResolver
 from bot.store import Counted, Store
+from bot.trail import step
 from bot.work.queue import Queue, Work
 
 DELETE = "delete"
@@ -120,6 +121,7 @@ class Retention:
         )
         if kept is None:
             raise AlreadyHandled(self._get(request.id))
+        step("keep_extended", kept, user_id, keep_until=kept.keep_until)
         self.store.forget_delete_approvals(request.id)
         return kept
 
@@ -154,6 +156,7 @@ class Retention:
         )
         if asked is None:
             raise AlreadyHandled(self._get(request.id))
+        step("delete_approved" if approved else "delete_requested", asked, user_id)
         return asked
 
     def approve_delete(self, request_id: int, user_id: str) -> CopyRequest:
@@ -181,6 +184,8 @@ class Retention:
             raise AlreadyHandled(counted)
         if outcome == "again":
             raise AlreadyApproved(counted)
+        done = counted.deletion == Deletion.APPROVED
+        step("delete_approved" if done else "delete_approval", counted, user_id)
         return counted
 
     # --- the sweeper's part ----------------------------------------------------------------

@@ -28,6 +28,7 @@ from bot.app import Runtime, build_runtime
 from bot.clock import age_seconds
 from bot.errors import StoreUnavailable
 from bot.front import BufferedWsgi, serve
+from bot.front import server as front_server
 from bot.metrics import CONTENT_TYPE, System
 from bot.replays import Replays, guarded
 from bot.store.replays import Answer
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
+LIVE_PATH = "/livez"
 HEALTH_PATH = "/healthz"
 METRICS_PATH = "/metrics"
 
@@ -59,28 +61,37 @@ _JSON_HEADERS = [("Content-Type", "application/json; charset=utf-8")]
 # --- WSGI --------------------------------------------------------------------------------------
 
 
-def make_wsgi_app(runtime: Runtime) -> WSGIApplication:
-    """`POST /slack/events` goes to Bolt (which checks Slack's signature), `GET /healthz`
-    reports whether the audit log opens; everything else is a JSON 404."""
+def make_wsgi_app(
+    runtime: Runtime, *, events: bool = True, health: bool = True, metrics: bool | None = None
+) -> WSGIApplication:
+    """The routes, each where asked for: `POST /slack/events` goes to Bolt once Slack's
+    signature is checked; `GET /livez` says the process serves; `GET /healthz` whether it can
+    do its job; `GET /metrics` is Prometheus's (not here when SNAPCOPY_METRICS_PORT gives it a
+    port of its own, unless `metrics` says). Everything else is a JSON 404."""
     slack = SlackRequestHandler(runtime.bolt, path=EVENTS_PATH)
     secret = runtime.settings.slack_signing_secret
     signing_secret = secret.get_secret_value().encode() if secret else None
     replays = Replays(runtime.store)
     runtime.on_close(replays.close)
+    if metrics is None:
+        metrics = runtime.settings.snapcopy_metrics_port is None
+    readers = {LIVE_PATH: _live, HEALTH_PATH: _health} if health else {}
+    if metrics:
+        readers[METRICS_PATH] = _metrics
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO") or "/"
         method = environ.get("REQUEST_METHOD", "GET")
-        if path == EVENTS_PATH:
+        if path == EVENTS_PATH and events:
             if method == "POST":
-                return _events(slack, signing_secret, replays, environ, start_response)
+                return _events(runtime, slack, signing_secret, replays, environ, start_response)
             return _json(
                 start_response,
                 405,
                 {"ok": False, "error": "method_not_allowed"},
                 [("Allow", "POST")],
             )
-        reader = {HEALTH_PATH: _health, METRICS_PATH: _metrics}.get(path)
+        reader = readers.get(path)
         if reader is not None:
             if method == "GET":
                 return reader(runtime, start_response)
@@ -96,6 +107,7 @@ def make_wsgi_app(runtime: Runtime) -> WSGIApplication:
 
 
 def _events(
+    runtime: Runtime,
     slack: SlackRequestHandler,
     signing_secret: bytes | None,
     replays: Replays,
@@ -108,8 +120,19 @@ def _events(
     length = int(environ.get("CONTENT_LENGTH") or 0)
     body = environ["wsgi.input"].read(length) if length > 0 else b""
     environ["wsgi.input"] = io.BytesIO(body)
+    refused = _refusal(signing_secret, body, environ)
+    if refused is not None:
+        # One line of our own, never the body: it holds a response_url anyone could post to.
+        log.warning(
+            "refused a request to %s: %s",
+            EVENTS_PATH,
+            _REFUSALS[refused],
+            extra={"reason": refused, "remote": environ.get("REMOTE_ADDR"), "bytes": len(body)},
+        )
+        runtime.metrics.rejected.labels(refused).inc()
+        return _json(start_response, 401, _BOLT_401)
     content_type = environ.get("CONTENT_TYPE", "")
-    if _signed_by_slack(signing_secret, body, environ) and guarded(content_type, body):
+    if guarded(content_type, body):
         status, kind, payload = replays.answer(
             environ["HTTP_X_SLACK_SIGNATURE"],
             environ["HTTP_X_SLACK_REQUEST_TIMESTAMP"],
@@ -166,17 +189,41 @@ def _bolt(
         )
 
 
-def _signed_by_slack(secret: bytes | None, body: bytes, environ: WSGIEnvironment) -> bool:
-    """Slack's v0 signature, checked on raw bytes (slack_sdk's verifier wants UTF-8 text)."""
+# Why a request to the events URL was refused: the `reason` of the log line and the metric.
+_REFUSALS = {
+    "missing_headers": "no X-Slack-Signature or X-Slack-Request-Timestamp header",
+    "bad_timestamp": "the X-Slack-Request-Timestamp header is not a time",
+    "stale_timestamp": "signed more than five minutes from now (a replay, or a clock off)",
+    "bad_signature": "the signature does not match the signing secret and the body",
+}
+
+
+def _refusal(secret: bytes | None, body: bytes, environ: WSGIEnvironment) -> str | None:
+    """Why this is not a request Slack signed (a key of _REFUSALS), or None when it is:
+    Slack's v0 signature, checked on raw bytes (slack_sdk's verifier wants UTF-8 text)."""
     timestamp = environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", "")
     signature = environ.get("HTTP_X_SLACK_SIGNATURE", "")
-    if secret is None or not timestamp.isdigit():
-        return False
+    if not timestamp or not signature:
+        return "missing_headers"
+    if not timestamp.isdigit():
+        return "bad_timestamp"
     if abs(time.time() - int(timestamp)) > SIGNATURE_MAX_AGE_SECONDS:
-        return False
+        return "stale_timestamp"
     base = b"v0:" + timestamp.encode() + b":" + body
-    expected = "v0=" + hmac.new(secret, base, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, signature)
+    expected = "v0=" + hmac.new(secret or b"", base, hashlib.sha256).hexdigest()
+    if secret is None or not hmac.compare_digest(expected, signature):
+        return "bad_signature"
+    return None
+
+
+def _signed_by_slack(secret: bytes | None, body: bytes, environ: WSGIEnvironment) -> bool:
+    return _refusal(secret, body, environ) is None
+
+
+def _live(runtime: Runtime, start_response: StartResponse) -> Iterable[bytes]:
+    """Liveness: the process serves. Nothing it depends on is asked, so a liveness probe never
+    restarts a bot because Slack or the database is in trouble (that is /healthz's to say)."""
+    return _json(start_response, 200, {"ok": True, "version": bot.__version__})
 
 
 def _health(runtime: Runtime, start_response: StartResponse) -> Iterable[bytes]:
@@ -259,7 +306,56 @@ def run_http(settings: Settings, policy: Policy, *, host: str, port: int, sandbo
         on_shutdown=runtime.close,
         own_thread=(HEALTH_PATH,),
     )
-    serve(app, host=host, port=port)
+    asides = _metrics_aside(runtime, host)
+    try:
+        serve(app, host=host, port=port)
+    finally:
+        for aside in asides:
+            aside.stop()
+
+
+class SideServer:
+    """A few read-only routes served on a port of their own, from a thread: Socket Mode's
+    /livez, /healthz and /metrics on PORT, and /metrics on SNAPCOPY_METRICS_PORT."""
+
+    def __init__(self, app: WSGIApplication, *, host: str, port: int, what: str) -> None:
+        self.host, self.port, self.what = host, port, what
+        self._server = front_server(BufferedWsgi(app), host=host, port=port)
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> SideServer | None:
+        """Serving, or None (and an error logged) when the port cannot be had: the bot goes
+        on without these routes rather than not at all."""
+        listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listening.bind((self.host, self.port))
+        except OSError as error:
+            listening.close()
+            log.error("cannot serve %s on port %s: %s", self.what, self.port, error)
+            return None
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [listening]}, daemon=True
+        )
+        self._thread.start()
+        log.info("serving %s", self.what, extra={"host": self.host, "port": self.port})
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(5.0)
+            self._thread = None
+
+
+def _metrics_aside(runtime: Runtime, host: str) -> list[SideServer]:
+    """/metrics on SNAPCOPY_METRICS_PORT, when it is set."""
+    port = runtime.settings.snapcopy_metrics_port
+    if port is None:
+        return []
+    app = make_wsgi_app(runtime, events=False, health=False, metrics=True)
+    started = SideServer(app, host=host, port=port, what=METRICS_PATH).start()
+    return [started] if started else []
 
 
 def reload_on_hangup(runtime: Runtime) -> None:
@@ -278,8 +374,12 @@ def reload_on_hangup(runtime: Runtime) -> None:
 # --- Socket Mode ---------------------------------------------------------------------------------
 
 
-def run_socket_mode(settings: Settings, policy: Policy, *, sandbox: bool) -> int:
-    """Hold a Socket Mode connection until SIGTERM/SIGINT, then close it and the Runtime.
+def run_socket_mode(
+    settings: Settings, policy: Policy, *, sandbox: bool, host: str = "0.0.0.0"
+) -> int:
+    """Hold a Socket Mode connection until SIGTERM/SIGINT, then close it and the Runtime;
+    meanwhile /livez, /healthz and /metrics are served on PORT (no events URL: Socket Mode's
+    requests are not signed, so none may come over HTTP).
 
     Returns the exit status: 0 after a signal, 1 when Slack refuses the connection.
     """
@@ -298,6 +398,13 @@ def run_socket_mode(settings: Settings, policy: Policy, *, sandbox: bool) -> int
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     reload_on_hangup(runtime)
+    health = SideServer(
+        make_wsgi_app(runtime, events=False),
+        host=host,
+        port=settings.port,
+        what=f"{LIVE_PATH}, {HEALTH_PATH} and {METRICS_PATH}",
+    )
+    asides = [*filter(None, [health.start()]), *_metrics_aside(runtime, host)]
     try:
         runtime.start_background()
         try:
@@ -321,6 +428,8 @@ def run_socket_mode(settings: Settings, policy: Policy, *, sandbox: bool) -> int
     finally:
         _wake_receiver(handler)
         handler.close()  # type: ignore[no-untyped-call]
+        for aside in asides:
+            aside.stop()
         runtime.close()
 
 

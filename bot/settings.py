@@ -114,7 +114,18 @@ class Settings(BaseSettings):
     snapcopy_log_level: Annotated[
         Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(_upper)
     ] = Field("INFO", description="Log level (any case).")
-    port: int = Field(3000, ge=1, le=65535, description="HTTP port of `snapcopy serve`.")
+    port: int = Field(
+        3000,
+        ge=1,
+        le=65535,
+        description="HTTP port of `snapcopy serve` (in Socket Mode: /livez, /healthz, /metrics).",
+    )
+    snapcopy_metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Serve /metrics on this port instead of PORT (off the public Slack port).",
+    )
 
     def secret_values(self) -> list[str]:
         """The secret values themselves, for the log redactor to remove wherever they appear."""

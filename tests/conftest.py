@@ -56,6 +56,7 @@ from tests.harness import (
     ProcessServer,
     SocketBot,
     bot_environment,
+    free_port,
     write_policy,
 )
 from tests.slack_standin import RESPONSE_URL_PATH, SlackStandIn
@@ -260,7 +261,9 @@ def start_socket_bot(
         merged: dict[str, str | None] = dict(
             env if env is not None else request.getfixturevalue("bot_env")
         )
+        # Each bot's /livez, /healthz and /metrics on a port of its own.
         merged |= {"SLACK_APP_TOKEN": APP_TOKEN, "SLACK_SIGNING_SECRET": None}
+        merged.setdefault("PORT", str(free_port()))
         merged.update(env_overrides or {})
         bot = SocketBot.start(merged, cwd=tmp_path, slack=slack, args=args)
         bots.append(bot)

@@ -52,7 +52,9 @@ def test_the_sandbox_copies_with_no_cloud_account_and_marks_every_message(
     assert request.source_snapshot_id == picked["value"]
     request = server.wait_for_request(request.id, State.PENDING_APPROVAL)
     slack.wait_for("chat.postMessage", lambda c: "sandbox-try" in c["text"])
-    request = server.store.require(request.id)
+    while request.message_ts is None:  # the click comes from the message as posted
+        time.sleep(0.02)
+        request = server.store.require(request.id)
 
     click(server, APPROVER, Action.APPROVE, request)
     done = wait_state(server, request, State.SUCCEEDED, timeout=20)
