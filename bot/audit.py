@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bot.audit_names import NamesUnavailable, SlackNames
 from bot.durations import parse_when
 
 EXIT_USAGE = 2
@@ -67,10 +68,19 @@ TABLE_REQUEST_FIELDS = (
     "requested_by",
     "approved_by",
     "denied_by",
+    "cancelled_by",
     "new_snapshot_id",
     "created_at",
+    "reason",
     "error",
 )
+# Not a column of `requests`: who cancelled a request is the actor of its `cancelled` event.
+CANCELLED_BY = (
+    "(SELECT actor FROM events WHERE events.request_id = requests.id AND kind = 'cancelled'"
+    " ORDER BY id DESC LIMIT 1) AS cancelled_by"
+)
+# Cells that are never cut short in the table: a link must stay whole.
+WHOLE_CELLS = ("thread",)
 TABLE_CELL_WIDTH = 40
 
 
@@ -121,6 +131,12 @@ def add_arguments(audit: argparse.ArgumentParser) -> None:
     audit.add_argument(
         "--db", type=Path, metavar="PATH", help="audit log to read (default: $SNAPCOPY_DB)"
     )
+    audit.add_argument(
+        "--names",
+        action="store_true",
+        help="table only: people's names instead of their Slack IDs, and a link to each "
+        "request's thread (asks Slack, once per person, with SLACK_BOT_TOKEN)",
+    )
 
 
 def positive(text: str) -> int:
@@ -160,11 +176,13 @@ def run(args: argparse.Namespace) -> int:
             if args.events:
                 rows, fields, table = _events(db, requests), EVENT_FIELDS, EVENT_FIELDS
             else:
-                columns = _columns(db, "requests")
+                columns = [*_columns(db, "requests"), "cancelled_by"]
                 rest = (c for c in columns if c not in CONTRACT_FIELDS + HIDDEN_COLUMNS)
                 fields = (*CONTRACT_FIELDS, *rest)
                 rows = [{field: row.get(field) for field in fields} for row in requests]
                 table = TABLE_REQUEST_FIELDS
+        if args.names and args.format == "table" and not args.events:
+            rows, table = _with_names(rows), (*TABLE_REQUEST_FIELDS, *WHOLE_CELLS)
     except AuditError as error:
         print(f"snapcopy audit: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -175,6 +193,17 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render_table(rows, table))
     return 0
+
+
+def _with_names(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    token = os.environ.get("SLACK_BOT_TOKEN") or _from_dotenv(Path(".env"), "SLACK_BOT_TOKEN")
+    if not token:
+        raise AuditError("--names asks Slack: set SLACK_BOT_TOKEN (the environment or .env).")
+    api = os.environ.get("SLACK_API_URL") or _from_dotenv(Path(".env"), "SLACK_API_URL")
+    try:
+        return SlackNames(token, api or "https://slack.com/api/").apply(rows)
+    except NamesUnavailable as error:
+        raise AuditError(f"--names: {error}") from None
 
 
 def database_path() -> Path:
@@ -282,7 +311,7 @@ def _requests(db: sqlite3.Connection, args: argparse.Namespace) -> list[dict[str
             raise AuditError("this audit log records no clusters (it is older than that field).")
         where.append("(lower(cluster_name) = lower(?) OR lower(cluster_id) = lower(?))")
         params += [args.cluster, args.cluster]
-    sql = "SELECT * FROM requests"
+    sql = f"SELECT *, {CANCELLED_BY} FROM requests"
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY id DESC"
@@ -336,11 +365,13 @@ def render_table(rows: Sequence[dict[str, Any]], fields: Sequence[str]) -> str:
     if not rows:
         return "(no records)\n"
 
-    def fit(value: Any) -> str:
+    def fit(value: Any, field: str) -> str:
         text = " ".join(_cell(value).split()) or "-"
-        return text if len(text) <= TABLE_CELL_WIDTH else text[: TABLE_CELL_WIDTH - 1] + "…"
+        if len(text) <= TABLE_CELL_WIDTH or field in WHOLE_CELLS:
+            return text
+        return text[: TABLE_CELL_WIDTH - 1] + "…"
 
-    cells = [[fit(row.get(field)) for field in fields] for row in rows]
+    cells = [[fit(row.get(field), field) for field in fields] for row in rows]
     widths = [max(len(field), *(len(line[i]) for line in cells)) for i, field in enumerate(fields)]
 
     def line(values: Sequence[str]) -> str:

@@ -27,3 +27,10 @@ def parse_when(text: str, now: datetime, *, ahead: bool, day_end: bool = False) 
     if day_end and len(value) == 10:  # a date alone: all of that day
         when += timedelta(days=1, microseconds=-1)
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def minutes_text(minutes: float) -> str:
+    """240 → "4 hours", 90 → "90 minutes"."""
+    if minutes >= 120 and minutes % 60 == 0:
+        return f"{int(minutes // 60)} hours"
+    return f"{minutes:g} minutes"

@@ -21,6 +21,7 @@ from bot.approvals import counted
 from bot.clicks import audit_wrong, named
 from bot.clock import iso, now_iso
 from bot.domain import CopyRequest, RequestRef, Role, State
+from bot.durations import minutes_text
 from bot.dws import (
     Listed,
     RegionalDws,
@@ -47,7 +48,7 @@ from bot.retention import keeping
 from bot.roles import RoleResolver
 from bot.stakes import StakesReader
 from bot.store import Counted, NameInUse, Store
-from bot.trail import step
+from bot.trail import step, step_new
 from bot.work.queue import Queue, Work
 
 log = logging.getLogger(__name__)
@@ -223,7 +224,7 @@ class CopyService:
                 f"Request #{error.request_id} already uses the name {form.backup_name}; "
                 "pick another name.",
             ) from None
-        _log_new(request, required=required, break_glass=break_glass)
+        step_new(request, required=required, break_glass=break_glass)
         if required:
             # By the time an approver clicks, Slack has said who is in the deciding groups.
             self.roles.prefetch(self.roles.deciders(request))
@@ -253,14 +254,21 @@ class CopyService:
     def approve(self, ref: RequestRef, user_id: str, *, audit: bool = True) -> CopyRequest:
         """Count one approval; the last one needed approves the request and starts the copy,
         all in one transaction, so the copy starts once however the clicks race."""
-        request = self.deciding(ref, user_id, action="approve", audit=audit)
-        if request.requested_by == user_id and not request.allow_self_approval:
+        request = self.named(ref, user_id, action="approve", audit=audit)
+        if (
+            request.requested_by == user_id
+            and not request.allow_self_approval
+            and request.state == State.PENDING_APPROVAL
+        ):
+            # Whatever roles the requester holds: what they need is somebody else.
             self.store.record_event(
                 request.id, "refused", user_id, {"action": "approve", "reason": "self approval"}
             )
             raise SelfApproval(
-                f"You asked for request #{request.id} yourself; another approver has to approve it."
+                f"You asked for request {request.label} yourself, so someone else must approve "
+                "it; nothing was done."
             )
+        request = self._may_decide_now(request, user_id, action="approve", audit=audit)
         outcome, approved = self.store.count_approval(
             request.id,
             user_id,
@@ -343,6 +351,11 @@ class CopyService:
         answer.
         """
         request = self.named(ref, user_id, action=action, audit=audit)
+        return self._may_decide_now(request, user_id, action=action, audit=audit)
+
+    def _may_decide_now(
+        self, request: CopyRequest, user_id: str, *, action: str, audit: bool
+    ) -> CopyRequest:
         check = self.roles.check(user_id, self.roles.deciders(request))
         if not check.held:
             if check.unanswered:
@@ -365,7 +378,7 @@ class CopyService:
             self.expire(request)
             raise RequestExpired(
                 f"Request #{request.id} expired after waiting "
-                f"{_minutes(self.policy.approval.expires_after_minutes)}; ask for a new one."
+                f"{minutes_text(self.policy.approval.expires_after_minutes)}; ask for a new one."
             )
         return request
 
@@ -468,13 +481,6 @@ class CopyService:
         self.forms.close()
 
 
-def _log_new(request: CopyRequest, *, required: bool, break_glass: bool) -> None:
-    step("requested", request, request.requested_by, reason=request.reason, break_glass=break_glass)
-    if not required:
-        why = "break glass" if break_glass else "approval not required"
-        step("approved", request, None, reason=why)
-
-
 def _counted(user_id: str, users: list[str], needed: int) -> Counted:
     """The N-th of N approvals approves the request and starts the copy."""
     return counted(
@@ -487,10 +493,4 @@ def _counted(user_id: str, users: list[str], needed: int) -> Counted:
         done_work=(copy_job(),),
         news=(News.APPROVED, News.APPROVAL),
     )
-
-
-def _minutes(minutes: float) -> str:
-    if minutes >= 120 and minutes % 60 == 0:
-        return f"{int(minutes // 60)} hours"
-    return f"{minutes:g} minutes"
 

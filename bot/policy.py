@@ -329,6 +329,12 @@ class Policy(BaseModel):
             if approval.required and not approvers
         ]
 
+    def reason_required(self) -> bool | None:
+        """Whether a request needs a reason: True for every cluster, False for none, None when
+        it depends on the cluster's rule."""
+        needs = {approval.require_reason for _, approval, _ in self.tables()}
+        return needs.pop() if len(needs) == 1 else None
+
     def short_of_approvers(self, members: GroupMembers | None = None) -> list[str]:
         """Where more approvals are needed than there are people who may give them. Without
         `members` (who is in a user group), only tables naming users alone are counted."""
@@ -371,16 +377,7 @@ class Policy(BaseModel):
 # The made-up IDs of snapcopy.example.toml and of the README's copy of it (a test keeps them in
 # step): a policy still holding them was copied and not filled in.
 EXAMPLE_IDS = frozenset(
-    {
-        "S0DWSONCALL",
-        "U01ALICE",
-        "U02BOB",
-        "U03CAROL",
-        "S0DBA",
-        "S0PRODDBA",
-        "S0DBALEADS",
-        "S0INCIDENTCMD",
-    }
+    "S0DWSONCALL U01ALICE U02BOB U03CAROL S0DBA S0PRODDBA S0DBALEADS S0INCIDENTCMD".split()
 )
 
 

@@ -43,3 +43,10 @@ def step(event: str, request: CopyRequest | None, actor: str | None = None, **de
             **details,
         },
     )
+
+
+def step_new(request: CopyRequest, *, required: bool, break_glass: bool) -> None:
+    """A request just made, and approved with it where it needs no approval."""
+    step("requested", request, request.requested_by, reason=request.reason, break_glass=break_glass)
+    if not required:
+        step("approved", request, None, reason="break glass" if break_glass else "not required")

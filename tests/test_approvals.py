@@ -222,7 +222,7 @@ def test_every_outcome_reply_mentions_the_requester(
     request = ask(server, slack, source, "told-every-time")
     click(server, APPROVER, Action.APPROVE, request)
     done = wait_state(server, request, State.SUCCEEDED)
-    for needle in ("approved request", str(done.new_snapshot_id), "is AVAILABLE"):
+    for needle in ("was approved by", str(done.new_snapshot_id), "is AVAILABLE"):
         reply = wait_for_reply(slack, done, needle)
         assert f"<@{REQUESTER}>" in reply["text"], reply["text"]
 

@@ -17,7 +17,8 @@ import pytest
 from bot.audit import STATES
 from bot.domain import CopyRequest, NewRequest, State
 from bot.store import Store
-from tests.harness import subprocess_env
+from tests.harness import BOT_TOKEN, subprocess_env
+from tests.slack_standin import TEAM_DOMAIN, SlackStandIn
 
 CONTRACT_FIELDS = (
     "id",
@@ -129,8 +130,9 @@ def test_json_has_every_contract_field(db_path: Path) -> None:
     assert [row["id"] for row in rows] == [3, 2, 1]  # newest first
     for row in rows:
         assert set(CONTRACT_FIELDS) <= row.keys()
-        # Every field but the token its buttons carry, which is shown nowhere.
-        assert set(row) == set(CopyRequest.model_fields) - {"token"}
+        # Every field but the token its buttons carry, which is shown nowhere; and who
+        # cancelled it, from its trail.
+        assert set(row) == set(CopyRequest.model_fields) - {"token"} | {"cancelled_by"}
 
 
 def test_json_values_are_the_recorded_ones(db_path: Path) -> None:
@@ -161,7 +163,7 @@ def test_csv_has_a_header_and_one_line_per_request(db_path: Path) -> None:
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     header = list(rows[0].keys())
     assert header[: len(CONTRACT_FIELDS)] == list(CONTRACT_FIELDS), "the contract's fields first"
-    assert sorted(header) == sorted(set(CopyRequest.model_fields) - {"token"})
+    assert sorted(header) == sorted(set(CopyRequest.model_fields) - {"token"} | {"cancelled_by"})
     assert [row["backup_name"] for row in rows] == ["denied-copy", "copied-copy", "waiting-copy"]
     assert rows[1]["new_snapshot_id"] == NEW_SNAPSHOT
     assert rows[0]["approved_by"] == ""  # None is an empty cell, not "None"
@@ -415,3 +417,74 @@ def test_audit_needs_nothing_but_the_standard_library(db_path: Path) -> None:
     )
 
     assert "HEAVY []" in result.stdout, result.stdout + result.stderr
+
+
+# --- reason, cancelled_by, names and links (issue 25) ---------------------------------------------
+
+
+def cancel_one(db_path: Path) -> None:
+    store = Store(db_path)
+    try:
+        store.update(1, reason="INC-1234 disk full")
+        store.transition(
+            1,
+            allowed_from=[State.PENDING_APPROVAL],
+            to=State.CANCELLED,
+            event="cancelled",
+            actor="U0ADMIN",
+        )
+    finally:
+        store.close()
+
+
+def test_the_table_has_the_reason_and_who_cancelled(db_path: Path) -> None:
+    cancel_one(db_path)
+
+    header, _, *body = audit(db_path).stdout.splitlines()
+
+    assert "reason" in header.split() and "cancelled_by" in header.split()
+    cancelled = body[-1]
+    assert "U0ADMIN" in cancelled and "INC-1234 disk full" in cancelled
+    rows = {row["id"]: row for row in json.loads(audit(db_path, "--format", "json").stdout)}
+    assert rows[1]["cancelled_by"] == "U0ADMIN" and rows[2]["cancelled_by"] is None
+
+
+def test_names_and_thread_links_come_from_slack_once_per_person(
+    db_path: Path, slack: SlackStandIn
+) -> None:
+    cancel_one(db_path)
+    env = {
+        "SNAPCOPY_DB": str(db_path),
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_API_URL": slack.api_url,
+    }
+
+    result = run_audit(env, "--names")
+
+    assert result.returncode == 0, result.stderr
+    header, _, *body = result.stdout.splitlines()
+    assert header.split()[-1] == "thread"
+    assert "@u0request" in body[1] and "@u0approve" in body[1] and "U0REQUEST" not in body[1]
+    assert "@u0admin" in body[2]  # cancelled it
+    link = f"https://{TEAM_DOMAIN}.slack.com/archives/C0INCIDENT/p1764340000000100"
+    assert all(line.endswith(link) for line in body), "whole, never cut short"
+    asked = [call["user"] for call in slack.calls("users.info")]
+    assert sorted(asked) == sorted(set(asked)) == ["U0ADMIN", "U0APPROVE", "U0ONCALL", "U0REQUEST"]
+
+
+def test_names_without_a_token_is_a_clear_usage_error(db_path: Path) -> None:
+    result = audit(db_path, "--names")
+
+    assert result.returncode == 2
+    assert "--names asks Slack: set SLACK_BOT_TOKEN" in result.stderr
+
+
+def run_audit(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "audit", *args],
+        env=subprocess_env(env),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )

@@ -56,7 +56,7 @@ def test_a_throttled_copy_waits_for_retry_after_and_succeeds(
     assert [s.id for s in copies_named(dws, "throttled")] == [done.new_snapshot_id]
     posts = [r for r in dws.requests if r.method == "POST"]
     assert len(posts) == 2, "the throttled call, then the one after Retry-After"
-    wait_for_reply(slack, done, "DWS is busy, retrying")
+    wait_for_reply(slack, done, "DWS is busy; I will try again")
 
 
 def test_a_dws_outage_while_following_ends_in_success_and_is_told_once(
@@ -120,11 +120,11 @@ def test_slack_rate_limited_for_seconds_delays_no_copy_and_loses_no_reply(
         time.sleep(0.01)
 
     done = wait_state(server, request, State.SUCCEEDED, timeout=20)
-    for needle in ("approved request", str(done.new_snapshot_id), "is AVAILABLE"):
+    for needle in ("was approved by", str(done.new_snapshot_id), "is AVAILABLE"):
         reply = wait_for_reply(slack, done, needle, timeout=20)
         assert reply.get("channel") == request.channel_id
     limited = [c for c in slack.calls("chat.postMessage") if c.get("thread_ts")]
-    assert len([c for c in limited if "approved request" in c["text"]]) >= 1
+    assert len([c for c in limited if "was approved by" in c["text"]]) >= 1
     # Honouring Retry-After: a handful of refused calls, not a storm of them.
     refused = [c for c in slack.calls() if c.method in ("chat.postMessage", "chat.update")]
     assert len(refused) < 20, f"{len(refused)} calls while rate limited"

@@ -108,7 +108,7 @@ def test_requester_cannot_approve_own_request(
 ) -> None:
     request = ask_for_copy(server, slack, ADMIN, automated(dws_snapshots).id, "self-check")
     click(server, ADMIN, Action.APPROVE, request)
-    ephemeral_to(slack, ADMIN, "another approver")
+    ephemeral_to(slack, ADMIN, "someone else must approve")
     time.sleep(0.3)
     assert server.store.require(request.id).state == State.PENDING_APPROVAL
     assert dws.copy_calls == 0

@@ -54,7 +54,7 @@ def test_user_text_cannot_ping_or_break_the_layout(
 ) -> None:
     event = slackreq.app_mention(REQUESTER, "<!channel> <@U0APPROVE> *boom*", thread_ts="1.2")
     server.event(event)
-    reply = slack.wait_for("chat.postMessage", lambda c: "don't know" in c["text"])
+    reply = slack.wait_for("chat.postEphemeral", lambda c: "don't know" in c["text"])
     assert "<!channel>" not in reply["text"] and "&lt;!channel&gt;" in reply["text"]
 
 

@@ -148,7 +148,7 @@ def test_messages_owed_at_a_sigkill_are_delivered_after_the_restart(
     server.kill()
 
     restarted = start_process()
-    for needle in ("approved request", str(done.new_snapshot_id), "is AVAILABLE"):
+    for needle in ("was approved by", str(done.new_snapshot_id), "is AVAILABLE"):
         wait_for_reply(slack, done, needle, timeout=20)
     deadline = time.monotonic() + 10
     while restarted.store.open_work(request.id):

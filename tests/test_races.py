@@ -174,7 +174,7 @@ def test_slack_failing_during_the_copy_does_not_change_the_outcome(
     done = wait_state(server, request, State.SUCCEEDED)
     assert dws.copy_calls == 1
     # Nothing Slack refused for a moment is lost: the outbox retried until each went through.
-    for needle in ("approved request", str(done.new_snapshot_id), "is AVAILABLE"):
+    for needle in ("was approved by", str(done.new_snapshot_id), "is AVAILABLE"):
         wait_for_reply(slack, done, needle)
     slack.wait_for(
         "chat.update",

@@ -58,7 +58,7 @@ def test_fifty_replays_of_a_refused_click_give_one_ephemeral(
     http_server: BotServer, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
 ) -> None:
     request = ask_for_copy(http_server, slack, REQUESTER, automated(dws_snapshots).id, "mine")
-    click = approve_click(request, REQUESTER)  # not an approver: refused, with an ephemeral
+    click = approve_click(request, REQUESTER)  # their own: refused, with an ephemeral
     headers = signed_once(click)
 
     answers = [send_as_is(http_server, click, headers), *replay(http_server, click, headers, 50)]
@@ -66,7 +66,7 @@ def test_fifty_replays_of_a_refused_click_give_one_ephemeral(
     assert {(a.status_code, a.text) for a in answers} == {(answers[0].status_code, answers[0].text)}
     time.sleep(1.0)  # what the replays would have sent, had they run
     told = [c for c in slack.calls("chat.postEphemeral") if c["user"] == REQUESTER]
-    assert len(told) == 1 and "approver role" in told[0]["text"]
+    assert len(told) == 1 and "someone else must approve" in told[0]["text"]
     assert http_server.store.require(request.id).state == State.PENDING_APPROVAL
 
 

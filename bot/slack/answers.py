@@ -27,9 +27,9 @@ def help_text() -> str:
             "• `/snapcopy delete <request id>`: ask for its copy's deletion (approved like the "
             "copy was).",
             "• In an incident thread: the message shortcut *Copy DWS snapshot*, or "
-            "`@snapcopy copy <snapshot_id> <name> [description…]`, keeps everything in "
-            "that thread; `@snapcopy status <id>`, `@snapcopy list` and `@snapcopy help` work "
-            "there too.",
+            "`@snapcopy copy <snapshot_id> <name> [description…] [reason: <text>]`, keeps "
+            "everything in that thread; `@snapcopy status <id>`, `@snapcopy list` and "
+            "`@snapcopy help` work there too.",
         ]
     )
 
@@ -145,7 +145,8 @@ def cancel_text(services: Services, argument: str | None, user: str) -> str:
 def status_text(services: Services, argument: str | None, user: str) -> str:
     request = services.copies.status(_request_number(argument, "status"), user)
     lines = [request_line(request), views.outcome_line(request)]
-    lines.append(f"Requested by {mrkdwn.mention(request.requested_by)} at {request.created_at}")
+    requested = mrkdwn.slack_date(request.created_at)
+    lines.append(f"Requested by {mrkdwn.mention(request.requested_by)} {requested}")
     if request.error:
         lines.append(f"Error: {mrkdwn.escape(request.error)}")
     return "\n".join(lines)

@@ -90,6 +90,7 @@ def register(app: App, services: Services) -> None:
                     thread_ts=None,
                     snapshot_id=parsed.argument,
                     sandbox=services.sandbox,
+                    reason_required=services.copies.policy.reason_required(),
                 ),
             )
         else:

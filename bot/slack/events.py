@@ -15,7 +15,7 @@ arrives.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, TypedDict
 
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
@@ -32,13 +32,37 @@ PRIVATE_ANSWERS = ("status", "list", "roles")
 _LEADING_MENTIONS = re.compile(r"^(\s*<@[A-Z0-9]+(\|[^>]*)?>\s*)+")
 
 MENTION_USAGE = (
-    "Usage: `@snapcopy copy <snapshot_id> <new name> [description…]`, for example "
-    "`@snapcopy copy 4ca46bf1-5c61-48ff-b4f3-0ad4e5e3ba90 inc-1234-before-restore before restore`."
+    "Usage: `@snapcopy copy <snapshot_id> <new name> [description…] [reason: <text>]`, for "
+    "example `@snapcopy copy 4ca46bf1-5c61-48ff-b4f3-0ad4e5e3ba90 inc-1234-before-restore "
+    "before restore reason: INC-1234`."
 )
+
+_REASON = re.compile(r"(?i)(?:^|\s)reason:\s*")
 
 
 def mention_words(text: str) -> list[str]:
     return _LEADING_MENTIONS.sub("", text or "", count=1).split()
+
+
+class CopyWords(TypedDict):
+    snapshot_id: str
+    backup_name: str
+    description: str
+    reason: str | None
+
+
+def copy_fields(words: list[str]) -> CopyWords:
+    """`copy <snapshot_id> <name> [description…] [reason: <text>]` → the snapshot, the name,
+    the description and the reason (None when not given); missing words are empty, and fail
+    validation by name."""
+    words = words + [""] * (3 - len(words))
+    description, *reason = _REASON.split(" ".join(words[3:]), maxsplit=1)
+    return CopyWords(
+        snapshot_id=words[1],
+        backup_name=words[2],
+        description=description.strip(),
+        reason=(reason[0].strip() or None) if reason else None,
+    )
 
 
 def register(app: App, services: Services) -> None:
@@ -63,15 +87,12 @@ def register(app: App, services: Services) -> None:
         words = mention_words(event.get("text", ""))
         command = words[0].lower() if words else "help"
         if command == "copy":
-            words += [""] * (3 - len(words))  # missing words fail validation, by name
             try:
                 services.copies.ask(
                     requested_by=event["user"],
-                    snapshot_id=words[1],
-                    backup_name=words[2],
-                    description=" ".join(words[3:]),
                     channel_id=event["channel"],
                     thread_ts=thread_ts,
+                    **copy_fields(words),
                 )
             except BadInput as error:
                 say(f"{error.message}\n{MENTION_USAGE}")
@@ -87,8 +108,8 @@ def register(app: App, services: Services) -> None:
             whisper(text.replace("/snapcopy", "@snapcopy"))
         elif command == "help":
             say(answers.help_text())
-        else:
-            say(f"I don't know `{mrkdwn.escape(command)}`.\n{MENTION_USAGE}")
+        else:  # to the person alone: the channel need not read a typo
+            whisper(f"I don't know `{mrkdwn.escape(command)}`.\n{MENTION_USAGE}")
 
     def group_changed(ack: Ack, body: dict[str, Any]) -> None:
         # Learnt before Slack hears back: the next click cannot beat a removal.

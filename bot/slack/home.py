@@ -55,6 +55,7 @@ def register(app: App, services: Services) -> None:
                 thread_ts=None,
                 ask_channel=True,
                 sandbox=services.sandbox,
+                reason_required=services.copies.policy.reason_required(),
             ),
         )
 

@@ -35,7 +35,7 @@ def register(app: App, services: Services) -> None:
             return
         except SnapcopyError as error:
             # Lost the role while the modal was open, or Slack could not say: on the first field.
-            block = Block.PICK_SNAPSHOT
+            block = Block.SNAPSHOT_ID  # the first input: the picker's section takes no errors
             ack(response_action="errors", errors={block: sentence_for(error) or error.message})
             return
         ack()

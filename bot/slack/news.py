@@ -70,11 +70,7 @@ def _text(news: News, request: CopyRequest, payload: dict[str, Any]) -> str | No
     if news == News.APPROVAL:
         return replies.approval_reply(request, by=payload["by"], count=payload["count"])
     if news == News.DWS_RETRYING:
-        return replies.dws_retrying_reply(
-            attempt=payload["attempt"],
-            next_in=payload["next_in_seconds"],
-            error=payload["error"],
-        )
+        return replies.dws_retrying_reply(next_in=payload["next_in_seconds"])
     if news == News.KEEP_EXTENDED:
         return retention.keep_extended_reply(request, by=payload.get("by") or "")
     if news == News.DELETE_APPROVAL:

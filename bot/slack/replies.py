@@ -21,8 +21,8 @@ def approval_reply(request: CopyRequest, *, by: str, count: int) -> str:
 
 def approved_reply(request: CopyRequest) -> str:
     return (
-        f":white_check_mark: {mention(request.requested_by)}, {mentions(request.approvals)} "
-        f"approved request {request.label}. Copying `{request.source_snapshot_id}` as "
+        f":white_check_mark: {mention(request.requested_by)}, your request {request.label} was "
+        f"approved by {mentions(request.approvals)}. Copying `{request.source_snapshot_id}` as "
         f"*{escape(request.backup_name)}* now."
     )
 
@@ -124,10 +124,11 @@ def follow_stopped_reply(request: CopyRequest) -> str:
     )
 
 
-def dws_retrying_reply(*, attempt: int, next_in: int, error: str) -> str:
+def dws_retrying_reply(*, next_in: int) -> str:
+    """One short sentence: what DWS said, and its request id, are in the audit event."""
     return (
-        f":hourglass_flowing_sand: DWS is busy, retrying (attempt {attempt}, next in "
-        f"{_seconds(next_in)}). {escape(error)} I will keep trying; nothing needs doing now."
+        f":hourglass_flowing_sand: DWS is busy; I will try again in {_seconds(next_in)} "
+        "(nothing to do meanwhile)."
     )
 
 
@@ -149,17 +150,17 @@ def _seconds(seconds: int) -> str:
 
 
 def already_handled(request: CopyRequest) -> str:
-    by = request.denied_by if request.state == State.DENIED else None
-    if request.approvals and request.state != State.DENIED:
-        by = request.approvals[-1]
+    """Who decided it, next to the decision: "approved by @bob and is being copied"."""
+    if request.state == State.DENIED:
+        by = f" by {mention(request.denied_by)}" if request.denied_by else ""
+        return f"Request {request.label} was already denied{by}; nothing more to do."
+    approved = f"approved by {mentions(request.approvals)}" if request.approvals else "approved"
     verb = {
-        State.APPROVED: "approved",
-        State.COPYING: "approved and is being copied",
-        State.SUCCEEDED: "approved and copied",
-        State.FAILED: "approved, but the copy failed",
-        State.DENIED: "denied",
+        State.APPROVED: approved,
+        State.COPYING: f"{approved} and is being copied",
+        State.SUCCEEDED: f"{approved} and copied",
+        State.FAILED: f"{approved}, but the copy failed",
         State.EXPIRED: "left waiting too long and expired",
         State.CANCELLED: "cancelled",
     }.get(request.state, request.state.value)
-    who = f" by {mention(by)}" if by else ""
-    return f"Request {request.label} was already {verb}{who}; nothing more to do."
+    return f"Request {request.label} was already {verb}; nothing more to do."

@@ -35,6 +35,7 @@ def register(app: App, services: Services) -> None:
                 thread_ts=message.get("thread_ts") or message.get("ts"),
                 snapshot_id=find_snapshot_id(message.get("text") or ""),
                 sandbox=services.sandbox,
+                reason_required=services.copies.policy.reason_required(),
             ),
         )
 

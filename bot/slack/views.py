@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.domain import EVERYONE, CopyRequest, State
-from bot.dws import Listed
 from bot.policy import Lifecycle
 from bot.slack.ids import Action, Block, Callback, button_value
 from bot.slack.incident_views import break_glass_blocks
@@ -55,6 +54,15 @@ def _plain(text: str) -> dict[str, Any]:
 # --- the copy modal --------------------------------------------------------------------------
 
 
+REASON_HINTS = {
+    True: "Required for this snapshot's cluster. Shown to the approvers and kept in the audit "
+    "log; any characters.",
+    False: "Shown to the approvers and kept in the audit log; any characters.",
+    None: "Required for some clusters (their rule says so): known once the snapshot is picked. "
+    "Shown to the approvers and kept in the audit log.",
+}
+
+
 def copy_modal(
     *,
     channel_id: str | None,
@@ -64,8 +72,16 @@ def copy_modal(
     sandbox: bool = False,
     keep: Lifecycle | None = None,
     break_glass: bool = False,
+    reason_required: bool | None = False,
+    picked: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The form behind `/snapcopy`, the message shortcut and App Home's "New copy"."""
+    """The form behind `/snapcopy`, the message shortcut and App Home's "New copy".
+
+    The snapshot is one of two fields, not two optional ones: the picker sits in a section of
+    its own (Slack marks only inputs optional), the ID below it. `reason_required` is True or
+    False where the policy says so for every cluster, None where it depends on the cluster:
+    once a snapshot is picked, the form is shown again with the answer (`picked`).
+    """
     id_input: dict[str, Any] = {
         "type": "plain_text_input",
         "action_id": Action.SNAPSHOT_ID,
@@ -73,25 +89,31 @@ def copy_modal(
     }
     if snapshot_id:
         id_input["initial_value"] = snapshot_id
+    picker: dict[str, Any] = {
+        "type": "external_select",
+        "action_id": Action.PICK_SNAPSHOT,
+        "placeholder": _plain("Search automated snapshots"),
+        "min_query_length": 0,
+    }
+    if picked:
+        picker["initial_option"] = picked
     blocks: Blocks = [
         {
-            "type": "input",
+            "type": "section",
             "block_id": Block.PICK_SNAPSHOT,
-            "optional": True,
-            "label": _plain("Automated snapshot"),
-            "hint": _plain("Type part of a cluster or snapshot name, or paste an ID below."),
-            "element": {
-                "type": "external_select",
-                "action_id": Action.PICK_SNAPSHOT,
-                "placeholder": _plain("Search automated snapshots"),
-                "min_query_length": 0,
+            "text": {
+                "type": "mrkdwn",
+                "text": "*Snapshot*: one of these two. Pick an automated snapshot (type part "
+                "of a cluster or snapshot name), or paste its ID below.",
             },
+            "accessory": picker,
         },
         {
             "type": "input",
             "block_id": Block.SNAPSHOT_ID,
             "optional": True,
             "label": _plain("…or its snapshot ID"),
+            "hint": _plain("One of the two: an ID typed here wins over the one picked above."),
             "element": id_input,
         },
         {
@@ -122,9 +144,9 @@ def copy_modal(
         {
             "type": "input",
             "block_id": Block.REASON,
-            "optional": True,
+            "optional": reason_required is not True,
             "label": _plain("Reason or incident link"),
-            "hint": _plain("Shown to the approvers and kept in the audit log; any characters."),
+            "hint": _plain(REASON_HINTS[reason_required]),
             "element": {
                 "type": "plain_text_input",
                 "action_id": Action.REASON,
@@ -465,24 +487,3 @@ def retention_buttons(request: CopyRequest, *actions: Action) -> dict[str, Any]:
         elements.append(button)
     return {"type": "actions", "block_id": f"{Block.RETENTION}_{request.id}", "elements": elements}
 
-
-def snapshot_option(listed: Listed, *, show_region: bool = False) -> dict[str, Any]:
-    """One picker entry: name, cluster, date and size (and the region, when there are
-    several) in the 75 characters Slack allows."""
-    snapshot = listed.snapshot
-    cluster = snapshot.cluster_name or (snapshot.cluster_id or "")[:8]
-    started = (snapshot.started or "")[:16].replace("T", " ")
-    size = f"{snapshot.size:g} GB" if snapshot.size is not None else "size ?"
-    text = f"{snapshot.name} · {cluster} · {started} · {size}"
-    if show_region:
-        text = f"{snapshot.name} · {listed.region} · {cluster} · {started} · {size}"
-    return {"text": _plain(text[:75]), "value": snapshot.id}
-
-
-UNAVAILABLE_VALUE = "unavailable"
-
-
-def unavailable_regions_option(regions: list[str]) -> dict[str, Any]:
-    """A note at the end of the picker: whose snapshots are missing, and why."""
-    text = f"⚠ {', '.join(regions)} did not answer: its snapshots are not listed"
-    return {"text": _plain(text[:75]), "value": UNAVAILABLE_VALUE}

@@ -75,7 +75,7 @@ def test_help_lists_every_subcommand_privately(
         "`/snapcopy status <request id>`",
         "`/snapcopy roles`",
         "Copy DWS snapshot",
-        "`@snapcopy copy <snapshot_id> <name> [description…]`",
+        "`@snapcopy copy <snapshot_id> <name> [description…] [reason: <text>]`",
     ):
         assert usage in told
     nothing_else_happened(slack)
@@ -160,7 +160,7 @@ def test_status_tells_where_a_waiting_request_stands(
     lines = told.splitlines()
     assert lines[0].startswith(f"*#{request.id}* status-waits ← `{source}`")
     assert "Waiting for approval" in lines[0]
-    assert any(line.startswith(f"Requested by <@{REQUESTER}> at 20") for line in lines)
+    assert any(line.startswith(f"Requested by <@{REQUESTER}> <!date^") for line in lines)
     assert not any(line.startswith("Error:") for line in lines)
 
 

@@ -278,7 +278,7 @@ def test_approve_on_home_copies_once_tells_the_thread_and_republishes_the_home(
     assert (Action.APPROVE, button_value(request)) not in home_buttons(after)
     done = wait_state(server, request, State.SUCCEEDED)
     assert done.approved_by == APPROVER
-    wait_for_reply(slack, done, f"<@{APPROVER}> approved request #{request.id}")
+    wait_for_reply(slack, done, f"your request #{request.id} was approved by <@{APPROVER}>")
     wait_for_reply(slack, done, str(done.new_snapshot_id))
     slack.wait_for(
         "chat.update", lambda c: c["ts"] == request.message_ts and "approved by" in str(c["blocks"])
@@ -329,7 +329,7 @@ def test_deny_on_home_opens_the_deny_modal_then_tells_the_thread_and_republishes
     [
         (OUTSIDER, Action.APPROVE, "approver role"),
         (OUTSIDER, Action.DENY, "approver role"),
-        (REQUESTER, Action.APPROVE, "approver role"),
+        (REQUESTER, Action.APPROVE, "someone else must approve it"),
     ],
     ids=["outsider-approves", "outsider-denies", "requester-approves"],
 )
@@ -359,6 +359,6 @@ def test_self_approval_on_home_is_refused(
         server, slack, ADMIN, automated(dws_snapshots).id, "home-self"
     )
     home_click(server, ADMIN, Action.APPROVE, button_value(request))
-    notice_to(slack, "another approver")
+    notice_to(slack, "someone else must approve")
     assert server.store.require(request.id).state == State.PENDING_APPROVAL
     assert dws.copy_calls == 0

@@ -141,7 +141,7 @@ def test_shortcut_keeps_request_approval_and_new_snapshot_id_in_the_messages_thr
     assert done.new_snapshot_id == new.id and done.source_snapshot_id == source.id
     assert (done.requested_by, done.approved_by) == (REQUESTER, APPROVER)
     assert done.channel_id == CHANNEL and done.thread_ts == thread
-    wait_for_reply(slack, done, f"<@{APPROVER}> approved request #{request.id}")
+    wait_for_reply(slack, done, f"your request #{request.id} was approved by <@{APPROVER}>")
     wait_for_reply(slack, done, f"New snapshot ID: `{new.id}`")
     wait_for_reply(slack, done, f"`{new.id}`) is AVAILABLE")
     posts = slack.calls("chat.postMessage")
@@ -245,7 +245,7 @@ def test_mention_copy_makes_the_request_in_the_thread_and_the_new_id_lands_there
     done = wait_state(server, request, State.SUCCEEDED)
     new = next(snapshot for snapshot in dws.snapshots if snapshot.name == "inc-88-keep")
     assert done.new_snapshot_id == new.id and done.approved_by == ADMIN
-    said_in_thread(slack, thread, f"<@{ADMIN}> approved request #{request.id}")
+    said_in_thread(slack, thread, f"your request #{request.id} was approved by <@{ADMIN}>")
     said_in_thread(slack, thread, f"New snapshot ID: `{new.id}`")
     said_in_thread(slack, thread, f"`{new.id}`) is AVAILABLE")
     posts = slack.calls("chat.postMessage")
@@ -368,14 +368,16 @@ def test_mention_help_is_answered_in_the_thread(
     ],
     ids=["word", "channel-ping", "markup"],
 )
-def test_mention_with_an_unknown_word_is_answered_plainly_in_the_thread(
+def test_mention_with_an_unknown_word_is_answered_plainly_and_privately_in_the_thread(
     server: BotServer, slack: SlackStandIn, words: str, shown: str
 ) -> None:
+    """Regression (issue 25): "I don't know `hello`" was posted for the whole channel."""
     thread = slackreq.new_message_ts()
     mention(server, REQUESTER, words, thread)
-    told = said_in_thread(slack, thread, "I don't know")
+    told = slack.wait_for("chat.postEphemeral", lambda c: "I don't know" in c["text"])
+    assert (told["user"], told["thread_ts"]) == (REQUESTER, thread)
     assert told["text"].startswith(f"I don't know {shown}.")
     assert "Usage: `@snapcopy copy" in told["text"]
     assert "<!channel>" not in told["text"]
-    assert len(slack.calls("chat.postMessage")) == 1
+    assert slack.calls("chat.postMessage") == []
     assert server.requests() == []
