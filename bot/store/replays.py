@@ -3,29 +3,13 @@ answer it got, until Slack's replay window for it has passed."""
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
-from typing import Any
-
-import sqlite_utils
+from bot.store.mixin import StoreParts
 
 Answer = tuple[int, str, bytes]  # HTTP status, content type, body
 
 
-class SignedRequests:
+class SignedRequests(StoreParts):
     """Mixed into the Store, which provides the transactions."""
-
-    def _transaction(
-        self, wait: float | None = None
-    ) -> AbstractContextManager[sqlite_utils.Database]:
-        raise NotImplementedError
-
-    def connection(
-        self, wait: float | None = None
-    ) -> AbstractContextManager[sqlite_utils.Database]:
-        raise NotImplementedError
-
-    def _write_once(self, sql: str, params: list[Any], wait: float) -> int:
-        raise NotImplementedError
 
     def first_sight(self, signature: str, expires_at: str, *, wait: float) -> bool:
         """True the first time a request with this signature is seen, by any process."""

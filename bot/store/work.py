@@ -8,32 +8,17 @@ means for a request, and wakes the workers after work was added.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from typing import Any
 
-import sqlite_utils
-
 from bot.clock import now_iso
+from bot.store.mixin import StoreParts
 from bot.store.rows import add_event, encode
 from bot.work import queue as work_queue
 from bot.work.queue import Claimed, Lease, Queue, Work
 
 
-class WorkRows:
+class WorkRows(StoreParts):
     """Mixed into the Store, which provides the transactions and the wake-up."""
-
-    def _transaction(
-        self, wait: float | None = None
-    ) -> AbstractContextManager[sqlite_utils.Database]:
-        raise NotImplementedError
-
-    def connection(
-        self, wait: float | None = None
-    ) -> AbstractContextManager[sqlite_utils.Database]:
-        raise NotImplementedError
-
-    def _added(self, work: Sequence[Work]) -> None:
-        raise NotImplementedError
 
     def add_work(self, request_id: int, work: Sequence[Work]) -> None:
         with self._transaction() as db:

@@ -1,0 +1,32 @@
+"""What the Store gives the parts mixed into it (bot/store/work.py, bot/store/replays.py):
+its connections, its transactions, one-statement writes and the wake-up after new work."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+import sqlite_utils
+
+from bot.work.queue import Work
+
+
+class StoreParts:
+    """Declared here, defined by the Store (bot/store/sqlite.py)."""
+
+    def _transaction(
+        self, wait: float | None = None
+    ) -> AbstractContextManager[sqlite_utils.Database]:
+        raise NotImplementedError
+
+    def connection(
+        self, wait: float | None = None
+    ) -> AbstractContextManager[sqlite_utils.Database]:
+        raise NotImplementedError
+
+    def _write_once(self, sql: str, params: list[Any], wait: float) -> int:
+        raise NotImplementedError
+
+    def _added(self, work: Sequence[Work]) -> None:
+        raise NotImplementedError
