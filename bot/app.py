@@ -25,6 +25,7 @@ from slack_sdk.proxy_env_variable_loader import load_http_proxy_from_env
 
 import bot
 from bot.catalog import SnapshotCatalog
+from bot.database import SqliteFile
 from bot.deletion_jobs import Deleter
 from bot.dws import AkSkAuth, DwsClient, DwsTarget, RegionalDws, RetryPolicy, build_http_client
 from bot.dws_jobs import COPY, FOLLOW, Copier
@@ -162,7 +163,7 @@ def build_runtime(
     DWS, roles, the workers of the two queues, the lifecycle, and the listeners."""
     closers: list[Callable[[], None]] = []
     stop = threading.Event()
-    store = Store(settings.snapcopy_db)
+    store = Store(settings.database)
     store.check()  # damaged, full, read-only or held too long: stop here, in one sentence
     metrics = Metrics(store)
     client = slack_client(settings, metrics, sandbox=sandbox, open_policy=policy.is_open)
@@ -238,7 +239,7 @@ def announce_start(settings: Settings, policy: Policy, *, socket: bool, sandbox:
             "mode": ("socket" if socket else "http") + (" sandbox" if sandbox else ""),
             "policy": source,
             "rules": len(policy.rules),
-            "database": {"engine": "sqlite", "path": str(settings.snapcopy_db.resolve())},
+            "database": _database_shown(settings),
             "regions": regions,
         },
     )
@@ -441,9 +442,7 @@ def _sandbox_dws(closers: list[Callable[[], None]]) -> tuple[list[DwsTarget], Dw
     return [DwsTarget("", SANDBOX_PROJECT_ID, standin.url)], (ak, sk, None)
 
 
-def _our_client(
-    client: WebClient, services: Services, *, sandbox: bool
-) -> Callable[..., None]:
+def _our_client(client: WebClient, services: Services, *, sandbox: bool) -> Callable[..., None]:
     """Global middleware: every listener gets snapcopy's own Web API client instead of the one
     Bolt builds per request, so the sandbox marks every message, the proxy choice holds and
     every call is counted; in the sandbox, `respond()` marks its answers too."""
@@ -489,3 +488,12 @@ def _secret(value: Any) -> str | None:
 
 def _with_slash(url: str) -> str:
     return url if url.endswith("/") else url + "/"
+
+
+def _database_shown(settings: Settings) -> dict[str, str]:
+    """The engine and where it is, for the start-up line: a file's full path, a URL without
+    its password."""
+    database = settings.database
+    if isinstance(database, SqliteFile):
+        return {"engine": database.engine, "path": str(database.path.resolve())}
+    return {"engine": database.engine, "url": database.shown}

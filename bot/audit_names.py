@@ -81,7 +81,8 @@ class SlackNames:
         """The rows with names for IDs and a `thread` link, ready for the table."""
         self.workspace()  # a refused token is said once, up front
         return [
-            row | {column: self.people(row.get(column)) for column in PEOPLE_COLUMNS}
+            row
+            | {column: self.people(row.get(column)) for column in PEOPLE_COLUMNS}
             | {"thread": self.thread_link(row)}
             for row in rows
         ]

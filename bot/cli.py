@@ -100,6 +100,7 @@ def _serve(args: argparse.Namespace) -> int:
     from bot.logs import configure_logging
     from bot.server import run_http, run_socket_mode
     from bot.slack.startup import TokenRefused
+    from bot.store.engine import SchemaTooNew
 
     configure_logging(settings.snapcopy_log_level, secrets=settings.secret_values())
     try:
@@ -110,10 +111,14 @@ def _serve(args: argparse.Namespace) -> int:
         print(ConfigError([str(refused)]).render(), file=sys.stderr)
         return EXIT_USAGE
     except StoreUnavailable as trouble:
-        print(ConfigError([_unusable(settings.snapcopy_db, trouble)]).render(), file=sys.stderr)
+        print(ConfigError([_unusable(settings.database.shown, trouble)]).render(), file=sys.stderr)
+        return EXIT_USAGE
+    except SchemaTooNew as too_new:
+        problem = f"SNAPCOPY_DB: {settings.database.shown}: {too_new}"
+        print(ConfigError([problem]).render(), file=sys.stderr)
         return EXIT_USAGE
     except sqlite3.Error as error:
-        problem = f"the audit log {settings.snapcopy_db} cannot be opened for writing: {error}."
+        problem = f"the audit log {settings.database.shown} cannot be opened for writing: {error}."
         print(ConfigError([problem]).render(), file=sys.stderr)
         return EXIT_USAGE
     return 0
@@ -126,7 +131,11 @@ _FIXES = {
     "read-only": "make the file and its directory writable for this user",
     "corrupt": "restore it from a backup, or rebuild it with sqlite3's .recover",
     "io": "check the volume it is on",
-    "unavailable": "check that the file is an SQLite database on a mounted volume",
+    "unavailable": "check that the file is an SQLite database on a mounted volume, or that "
+    "the PostgreSQL database exists",
+    "unreachable": "check the host, the port, and that PostgreSQL is running and reachable",
+    "refused": "check the user name and password in the URL",
+    "denied": "grant snapcopy's user the privileges `snapcopy doctor` lists",
 }
 
 

@@ -16,12 +16,14 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.app import dws_clients, slack_proxy
+from bot.database import PostgresUrl
 from bot.dws import DwsError
-from bot.errors import ConfigError
+from bot.errors import ConfigError, StoreUnavailable
 from bot.policy import Policy, load_policy
-from bot.settings import Settings, database_problems, read_settings
+from bot.settings import Settings, read_settings
 from bot.slack.scopes import NEEDED_SCOPES
 from bot.slack.startup import TokenRefused, check_token
+from bot.store.status import status
 
 OK, FAILED = "✓", "✗"
 
@@ -108,10 +110,13 @@ def _slack(client: WebClient | None) -> list[Check]:
 
 
 def _database(settings: Settings) -> Check:
-    path = settings.snapcopy_db
-    problems = database_problems(path)
+    problems = settings.database_problems()
     if problems:
         return Check("database", False, "; ".join(problems), "fix SNAPCOPY_DB or the volume")
+    database = settings.database
+    if isinstance(database, PostgresUrl):
+        return _postgres(database)
+    path = database.path
     if not path.exists():
         return Check("database", True, f"{path} will be created at the first start")
     try:
@@ -122,6 +127,24 @@ def _database(settings: Settings) -> Check:
     except sqlite3.Error as error:
         return Check("database", False, f"{path}: {error}", "fix SNAPCOPY_DB or the volume")
     return Check("database", True, f"{path} is writable")
+
+
+def _postgres(database: PostgresUrl) -> Check:
+    """Reachable, its version, migrations current, and the privileges snapcopy needs."""
+    fix = "check SNAPCOPY_DB (or DATABASE_URL), the server and the network to it"
+    try:
+        found = status(database)
+    except StoreUnavailable as trouble:
+        return Check("database", False, f"{database.shown} {trouble.what} ({trouble.detail})", fix)
+    if found.too_new:
+        return Check("database", False, found.lines()[-1], "run the newer snapcopy release")
+    if found.missing_privileges:
+        missing = ", ".join(found.missing_privileges)
+        grant = f"GRANT them to {database.user or 'its user'}"
+        return Check("database", False, f"{database.shown}: missing {missing}", grant)
+    pending = f"; {found.pending} migrations apply at the next start" if found.pending else ""
+    detail = f"{found.server} at {database.shown}, schema version {found.version}{pending}"
+    return Check("database", True, detail)
 
 
 def _policy(settings: Settings) -> tuple[Policy | None, Check]:

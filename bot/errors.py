@@ -76,7 +76,6 @@ class GroupsUnanswered(SnapcopyError):
         super().__init__(message)
 
 
-
 class SelfApproval(SnapcopyError):
     pass
 
@@ -112,9 +111,7 @@ class WrongRequest(SnapcopyError):
     message than #N's own: a button from before the audit log was replaced, say. Refused and
     audited; `why` says which check failed."""
 
-    def __init__(
-        self, request_id: int, *, known: bool, why: str, actor: str, action: str
-    ) -> None:
+    def __init__(self, request_id: int, *, known: bool, why: str, actor: str, action: str) -> None:
         self.request_id = request_id
         self.known = known  # whether any request has that id now
         self.why = why
@@ -152,7 +149,9 @@ class StoreUnavailable(SnapcopyError):
 
     `reason` is one of REASONS' keys; the store raises it for SQLite's "database or disk is
     full", "database is locked", "attempt to write a readonly database", I/O errors and a
-    damaged file, so that an answer can say plainly that the action did not count.
+    damaged file, and for PostgreSQL's server out of reach, credentials refused, privileges
+    missing or locks held too long, so that an answer can say plainly that the action did not
+    count.
     """
 
     REASONS = {
@@ -162,6 +161,9 @@ class StoreUnavailable(SnapcopyError):
         "corrupt": "is damaged",
         "io": "cannot reach its disk",
         "unavailable": "cannot be opened",
+        "unreachable": "cannot be reached",
+        "refused": "refused snapcopy's user name or password",
+        "denied": "does not let snapcopy's user do this",
     }
 
     def __init__(self, reason: str, detail: str = "") -> None:

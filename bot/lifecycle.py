@@ -12,7 +12,6 @@ the first decision on a request wins, and only the copy job talks to linked-copy
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -48,6 +47,7 @@ from bot.retention import keeping
 from bot.roles import RoleResolver
 from bot.stakes import StakesReader
 from bot.store import Counted, NameInUse, Store
+from bot.store.engine import Duplicate
 from bot.trail import step, step_new
 from bot.work.queue import Queue, Work
 
@@ -427,7 +427,7 @@ class CopyService:
                 error=None,
                 error_code=None,
             )
-        except sqlite3.IntegrityError:
+        except Duplicate:
             raise BadInput(
                 "backup_name",
                 f"Another request uses the name {request.backup_name} now; ask again with "
@@ -493,4 +493,3 @@ def _counted(user_id: str, users: list[str], needed: int) -> Counted:
         done_work=(copy_job(),),
         news=(News.APPROVED, News.APPROVAL),
     )
-

@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.database import Database, SqliteFile, choose
 from bot.dws import DwsTarget, endpoint_for, parse_regions
 from bot.errors import ConfigError
 from bot.policy import Policy, load_policy, sandbox_policy
@@ -83,7 +84,16 @@ class Settings(BaseSettings):
     dws_copy_timeout: PositiveFloat = Field(
         60.0, description="Seconds to wait for the answer to a linked-copy call."
     )
-    snapcopy_db: Path = Field(Path("./snapcopy.db"), description="SQLite audit log.")
+    snapcopy_db: str | None = Field(
+        None,
+        description="Where the audit log and owed work are kept: an SQLite file's path "
+        "(default ./snapcopy.db) or a postgresql:// URL.",
+    )
+    database_url: SecretStr | None = Field(
+        None,
+        description="A postgresql:// URL, used when SNAPCOPY_DB is unset (platforms that "
+        "attach a database set it).",
+    )
     snapcopy_policy: Path = Field(Path("./snapcopy.toml"), description="Policy file (TOML).")
     snapcopy_poll_seconds: PositiveFloat = Field(
         15.0, description="How often to check a new copy's status."
@@ -128,8 +138,20 @@ class Settings(BaseSettings):
     )
 
     def secret_values(self) -> list[str]:
-        """The secret values themselves, for the log redactor to remove wherever they appear."""
-        return [value.get_secret_value() for _, value in self if isinstance(value, SecretStr)]
+        """The secret values themselves, for the log redactor to remove wherever they appear:
+        the database's password among them, wherever its URL came from."""
+        values = [value.get_secret_value() for _, value in self if isinstance(value, SecretStr)]
+        try:
+            values += self.database.secrets
+        except ValueError:
+            pass  # a URL that cannot be read is refused at start, naming no password
+        return values
+
+    @property
+    def database(self) -> Database:
+        """The database SNAPCOPY_DB (else DATABASE_URL) names; ValueError for a bad URL."""
+        url = self.database_url.get_secret_value() if self.database_url else None
+        return choose(self.snapcopy_db, url)
 
     def problems_for(self, *, socket: bool = False, sandbox: bool = False) -> list[str]:
         """What is missing for this way of running; empty when start-up can go on.
@@ -151,7 +173,7 @@ class Settings(BaseSettings):
                 "(DWS_REGIONS for several regions)."
             )
         problems += self._shape_problems(socket=socket, sandbox=sandbox)
-        problems += database_problems(self.snapcopy_db)
+        problems += self.database_problems()
         if not sandbox and not problems:
             try:
                 self.dws_targets()
@@ -180,6 +202,16 @@ class Settings(BaseSettings):
             )
         ]
 
+    def database_problems(self) -> list[str]:
+        """Why the database cannot be used, as far as can be told without opening it."""
+        try:
+            database = self.database
+        except ValueError as error:
+            return [str(error)]
+        if isinstance(database, SqliteFile):
+            return _file_problems(database.path)
+        return []
+
     def _shape_problems(self, *, socket: bool, sandbox: bool = False) -> list[str]:
         checks: list[tuple[str, SecretStr | None, str]] = [
             ("SLACK_BOT_TOKEN", self.slack_bot_token, "xoxb-")
@@ -205,7 +237,7 @@ class Settings(BaseSettings):
         return problems
 
 
-def database_problems(path: Path) -> list[str]:
+def _file_problems(path: Path) -> list[str]:
     """Why the audit log at `path` cannot be written, if it cannot.
 
     A missing directory is an error, not something to create: it usually means a volume that

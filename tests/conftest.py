@@ -59,9 +59,10 @@ from tests.harness import (
     free_port,
     write_policy,
 )
+from tests.postgres import TestPostgres
 from tests.slack_standin import RESPONSE_URL_PATH, SlackStandIn
 
-_ISOLATED = re.compile(r"(SLACK_|HUAWEICLOUD_|DWS_|SNAPCOPY_).*|PORT")
+_ISOLATED = re.compile(r"(SLACK_|HUAWEICLOUD_|DWS_|SNAPCOPY_).*|PORT|DATABASE_URL")
 
 # Fixtures that serve the bot; a test using none of them is a unit test (`pytest -m unit`).
 _SERVING = frozenset(
@@ -74,6 +75,12 @@ _SERVING = frozenset(
         "start_socket_bot",
     }
 )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked `engines` run once on SQLite and once on PostgreSQL (`database`)."""
+    if metafunc.definition.get_closest_marker("engines") and "database" in metafunc.fixturenames:
+        metafunc.parametrize("database", ["sqlite", "postgresql"], indirect=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -94,6 +101,33 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> TestPostgres:
+    """The test run's PostgreSQL server (tests/postgres.py), started on first use."""
+    shared = tmp_path_factory.getbasetemp().parent  # the same for every xdist worker
+    return TestPostgres(shared / "postgres")
+
+
+@pytest.fixture
+def pg_url(postgres: TestPostgres) -> Iterator[str]:
+    """A new, empty PostgreSQL database of this test's own."""
+    name = postgres.create_database()
+    try:
+        yield postgres.url(name)
+    finally:
+        postgres.drop_database(name)
+
+
+@pytest.fixture
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where the bot keeps its audit log: an SQLite file, or (tests marked `engines`, run a
+    second time) a PostgreSQL database of the test's own."""
+    if getattr(request, "param", "sqlite") == "postgresql":
+        url: str = request.getfixturevalue("pg_url")
+        return url
+    return str(tmp_path / "snapcopy.db")
 
 
 @pytest.fixture
@@ -145,12 +179,12 @@ def policy_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def slack_only_env(slack: SlackStandIn, policy_file: Path, tmp_path: Path) -> dict[str, str]:
+def slack_only_env(slack: SlackStandIn, policy_file: Path, database: str) -> dict[str, str]:
     """Environment for a bot that talks to the Slack stand-in and never reaches DWS."""
     env = bot_environment(
         slack_api_url=slack.api_url,
         dws_url=UNREACHABLE_DWS,
-        db=tmp_path / "snapcopy.db",
+        db=database,
         policy=policy_file,
     )
     return env | {"SNAPCOPY_POLL_SECONDS": "0.2", "SNAPCOPY_RETRY_SECONDS": "0.2"}

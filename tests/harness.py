@@ -120,7 +120,9 @@ def _toml(tables: Mapping[str, Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def bot_environment(*, slack_api_url: str, dws_url: str, db: Path, policy: Path) -> dict[str, str]:
+def bot_environment(
+    *, slack_api_url: str, dws_url: str, db: Path | str, policy: Path
+) -> dict[str, str]:
     """Everything `snapcopy serve` needs to run against the stand-ins."""
     return {
         "SLACK_BOT_TOKEN": BOT_TOKEN,
@@ -154,12 +156,13 @@ class AuditLog:
     """Reading a bot's audit log from the test, beside the bot (SQLite WAL allows both)."""
 
     db_path: Path
+    database: str  # SNAPCOPY_DB: the SQLite file's path, or a PostgreSQL URL
     _store: Store | None = None
 
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = Store(self.db_path)
+            self._store = Store(self.database)
         return self._store
 
     def close_store(self) -> None:
@@ -195,7 +198,8 @@ class BotServer(AuditLog):
         self.url = f"http://127.0.0.1:{port}"
         self.env = dict(env)
         self.log_path = log_path
-        self.db_path = Path(env.get("SNAPCOPY_DB") or "snapcopy.db")
+        self.database = env.get("SNAPCOPY_DB") or "snapcopy.db"
+        self.db_path = Path(self.database)
         self.signing_secret = self.env.get("SLACK_SIGNING_SECRET") or SIGNING_SECRET
         self.http = httpx.Client(base_url=self.url, timeout=HTTP_TIMEOUT, trust_env=False)
 
@@ -559,7 +563,8 @@ class SocketBot(BotProcess, AuditLog):
         self.env = dict(env)
         self.log_path = log_path
         self._log_file = log_file
-        self.db_path = Path(env.get("SNAPCOPY_DB") or "snapcopy.db")
+        self.database = env.get("SNAPCOPY_DB") or "snapcopy.db"
+        self.db_path = Path(self.database)
 
     @classmethod
     def start(

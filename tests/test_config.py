@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.database import SqliteFile
 from bot.domain import ROLE_IMPLIES, Role
 from bot.errors import ConfigError
 from bot.policy import Policy, load_policy, parse_policy
@@ -53,7 +54,7 @@ def test_defaults_match_the_contract() -> None:
     settings = Settings()
 
     assert settings.slack_api_url == SLACK_API_DEFAULT == "https://slack.com/api/"
-    assert settings.snapcopy_db == Path("./snapcopy.db")
+    assert settings.database == SqliteFile(Path("./snapcopy.db"))
     assert settings.snapcopy_policy == Path("./snapcopy.toml")
     assert settings.port == 3000
     assert settings.snapcopy_log_level == "INFO"

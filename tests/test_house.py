@@ -25,7 +25,15 @@ LARGE_ALLOWED = {"dws/standin.py"}
 # Imports inside functions that are not about cycles: the command line keeps `audit` free of
 # third-party imports, the sandbox's stand-in and Socket Mode load only when asked for, and
 # the stand-in checks itself against the official SDK only where that is installed.
-LAZY_IMPORTS_ALLOWED = {"cli.py", "app.py", "server.py", "dws/standin.py"}
+# PostgreSQL's driver is imported only where a PostgreSQL URL is used (store/*).
+LAZY_IMPORTS_ALLOWED = {
+    "cli.py",
+    "app.py",
+    "server.py",
+    "dws/standin.py",
+    "store/store.py",
+    "store/status.py",
+}
 
 
 def _name(path: Path) -> str:

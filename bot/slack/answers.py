@@ -161,8 +161,7 @@ def roles_text(services: Services, user: str) -> str:
     if not grants:
         return (
             "You hold no snapcopy role. Ask an admin "
-            f"({mrkdwn.mentions(services.roles.admins())}) to add you to the policy."
-            + unreadable
+            f"({mrkdwn.mentions(services.roles.admins())}) to add you to the policy." + unreadable
         )
     roles = sorted(services.roles.roles_of(user), key=list(Role).index)
     lines = [f"Your roles: {', '.join(f'`{role}`' for role in roles)}"]

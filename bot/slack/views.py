@@ -486,4 +486,3 @@ def retention_buttons(request: CopyRequest, *actions: Action) -> dict[str, Any]:
             button["style"] = style
         elements.append(button)
     return {"type": "actions", "block_id": f"{Block.RETENTION}_{request.id}", "elements": elements}
-

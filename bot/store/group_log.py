@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot.store.sqlite import Store
+from bot.store.store import Store
 
 GROUP_CHANGED = "group_members_changed"
 

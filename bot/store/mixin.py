@@ -7,22 +7,17 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-import sqlite_utils
-
+from bot.store.engine import Db
 from bot.work.queue import Work
 
 
 class StoreParts:
-    """Declared here, defined by the Store (bot/store/sqlite.py)."""
+    """Declared here, defined by the Store (bot/store/store.py)."""
 
-    def _transaction(
-        self, wait: float | None = None
-    ) -> AbstractContextManager[sqlite_utils.Database]:
+    def _transaction(self, wait: float | None = None) -> AbstractContextManager[Db]:
         raise NotImplementedError
 
-    def connection(
-        self, wait: float | None = None
-    ) -> AbstractContextManager[sqlite_utils.Database]:
+    def connection(self, wait: float | None = None) -> AbstractContextManager[Db]:
         raise NotImplementedError
 
     def _write_once(self, sql: str, params: list[Any], wait: float) -> int:

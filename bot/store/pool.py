@@ -19,7 +19,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from typing import Any
 import sqlite_utils
 
 from bot.errors import StoreUnavailable
+from bot.store.engine import SQLITE, Cursor, Duplicate
 
 BUSY_TIMEOUT_MS = 1000
 # The longest a store operation waits, in all, before it gives up with StoreUnavailable: with
@@ -58,15 +59,35 @@ def unavailable(error: sqlite3.Error) -> StoreUnavailable | None:
     return None
 
 
+class SqliteDb:
+    """One SQLite connection as the store uses it (bot/store/engine.py's `Db`): statements
+    straight on sqlite3, queries as dicts through sqlite-utils."""
+
+    dialect = SQLITE
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.utils = sqlite_utils.Database(conn)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        return self.conn.execute(sql, params)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> Iterator[dict[str, Any]]:
+        return self.utils.query(sql, params)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 class Pool:
     """SQLite connections for the threads of one process, and its writers' turns."""
 
     def __init__(self, path: Path, pool_size: int, *, wait_seconds: float = WAIT_SECONDS) -> None:
         self.path = path
         self.wait_seconds = wait_seconds
-        self._idle: queue.LifoQueue[sqlite_utils.Database] = queue.LifoQueue()
+        self._idle: queue.LifoQueue[SqliteDb] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(pool_size)
-        self._opened: list[sqlite_utils.Database] = []
+        self._opened: list[SqliteDb] = []
         self._lock = threading.Lock()
         # Writers of this process take turns here rather than in SQLite's busy handler, which
         # sleeps in steps of up to 100 ms; other processes still meet the busy timeout.
@@ -77,7 +98,7 @@ class Pool:
         _create_private(self.path)
 
     @contextmanager
-    def connection(self, wait: float | None = None) -> Iterator[sqlite_utils.Database]:
+    def connection(self, wait: float | None = None) -> Iterator[SqliteDb]:
         """A connection of the pool for one operation; waits at most `wait` seconds for one."""
         if not self._slots.acquire(timeout=self.wait_seconds if wait is None else wait):
             raise StoreUnavailable("locked", "every connection of the pool stayed in use")
@@ -96,13 +117,13 @@ class Pool:
         finally:
             self._slots.release()
 
-    def _take(self) -> sqlite_utils.Database:
+    def _take(self) -> SqliteDb:
         try:
             return self._idle.get_nowait()
         except queue.Empty:
             return self._open()
 
-    def _open(self) -> sqlite_utils.Database:
+    def _open(self) -> SqliteDb:
         if self._closed:
             raise sqlite3.ProgrammingError("the store is closed")
         conn = sqlite3.connect(
@@ -119,7 +140,7 @@ class Pool:
         except sqlite3.Error:
             conn.close()
             raise
-        db = sqlite_utils.Database(conn)
+        db = SqliteDb(conn)
         with self._lock:
             self._opened.append(db)
         return db
@@ -128,6 +149,10 @@ class Pool:
     def _translated(self) -> Iterator[None]:
         try:
             yield
+        except sqlite3.IntegrityError as error:
+            if "UNIQUE" in str(error):
+                raise Duplicate(str(error)) from error
+            raise
         except sqlite3.Error as error:
             trouble = unavailable(error)
             if trouble is None:
@@ -139,7 +164,7 @@ class Pool:
             raise trouble from error
 
     @contextmanager
-    def transaction(self, wait: float | None = None) -> Iterator[sqlite_utils.Database]:
+    def transaction(self, wait: float | None = None) -> Iterator[SqliteDb]:
         """BEGIN IMMEDIATE takes the write lock up front, so read-then-write cannot interleave.
         Waits at most `wait` seconds in all (default: the pool's) for its turn."""
         with self._turn(wait) as db:
@@ -158,7 +183,7 @@ class Pool:
             return int(db.execute(sql, params).rowcount)
 
     @contextmanager
-    def _turn(self, wait: float | None) -> Iterator[sqlite_utils.Database]:
+    def _turn(self, wait: float | None) -> Iterator[SqliteDb]:
         """This process's turn to write and a connection, within `wait` seconds in all."""
         budget = self.wait_seconds if wait is None else wait
         deadline = time.monotonic() + budget
@@ -195,10 +220,10 @@ def free_bytes(path: Path) -> int:
 
 
 # Each connection's busy timeout, where it is not BUSY_TIMEOUT_MS (as when it was opened).
-_BUSY: weakref.WeakKeyDictionary[sqlite_utils.Database, int] = weakref.WeakKeyDictionary()
+_BUSY: weakref.WeakKeyDictionary[SqliteDb, int] = weakref.WeakKeyDictionary()
 
 
-def _busy_timeout(db: sqlite_utils.Database, deadline: float) -> None:
+def _busy_timeout(db: SqliteDb, deadline: float) -> None:
     """SQLite's wait for other processes' writers: what is left of the deadline, at most
     BUSY_TIMEOUT_MS. Set only when it changes (in steps of 50 ms): each statement costs a round
     trip through the interpreter's lock."""
@@ -212,7 +237,7 @@ def _left(deadline: float) -> float:
     return max(0.01, deadline - time.monotonic())
 
 
-def _roll_back(db: sqlite_utils.Database) -> None:
+def _roll_back(db: SqliteDb) -> None:
     """Undo what is left of a transaction (a failed COMMIT may already have ended it)."""
     if db.conn.in_transaction:
         try:

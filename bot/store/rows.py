@@ -8,9 +8,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import sqlite_utils
-
 from bot.domain import CopyRequest
+from bot.store.engine import Db
 
 REQUEST_COLUMNS = tuple(CopyRequest.model_fields)
 # Columns that hold a JSON list.
@@ -18,7 +17,7 @@ LIST_COLUMNS = frozenset({"dws_request_ids", "approvers", "notify", "escalate_to
 
 
 def add_event(
-    db: sqlite_utils.Database,
+    db: Db,
     request_id: int | None,
     kind: str,
     actor: str | None,
@@ -29,6 +28,19 @@ def add_event(
         "INSERT INTO events (request_id, kind, actor, at, details) VALUES (?, ?, ?, ?, ?)",
         [request_id, kind, actor, at, json.dumps(details, sort_keys=True, default=str)],
     )
+
+
+def insert_row(db: Db, table: str, row: Mapping[str, Any]) -> int:
+    """Insert one row; returns its new id."""
+    columns = ", ".join(f"[{column}]" for column in row)
+    marks = ", ".join("?" for _ in row)
+    sql = f"INSERT INTO {table} ({columns}) VALUES ({marks}) RETURNING id"
+    return int(db.execute(sql, list(row.values())).fetchone()[0])
+
+
+def update_request(db: Db, request_id: int, fields: Mapping[str, Any]) -> None:
+    sets = ", ".join(f"[{column}] = ?" for column in fields)
+    db.execute(f"UPDATE requests SET {sets} WHERE id = ?", [*fields.values(), request_id])
 
 
 def conditions(where: Mapping[str, Sequence[str | None]]) -> tuple[str, list[str]]:
@@ -48,10 +60,16 @@ def encode(fields: dict[str, Any]) -> dict[str, Any]:
     unknown = set(fields) - set(REQUEST_COLUMNS)
     if unknown:
         raise ValueError(f"not request columns: {sorted(unknown)}")
-    return {
-        key: json.dumps(value) if isinstance(value, list) else value
-        for key, value in fields.items()
-    }
+    return {key: _column_value(value) for key, value in fields.items()}
+
+
+def _column_value(value: Any) -> Any:
+    """Lists as JSON text, and booleans as 0 or 1 (INTEGER columns on both engines)."""
+    if isinstance(value, list):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return int(value)
+    return value
 
 
 def decode(row: dict[str, Any]) -> CopyRequest:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite_utils
+from typing import TYPE_CHECKING
 
+from bot.store.engine import SchemaTooNew
 from bot.work.queue import Queue
+
+if TYPE_CHECKING:
+    from bot.store.pool import SqliteDb
 
 # Each entry upgrades the schema by one version (PRAGMA user_version); append, never edit.
 MIGRATIONS: tuple[str, ...] = (
@@ -169,10 +173,17 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
-def migrate(db: sqlite_utils.Database) -> None:
-    """Bring the schema up to date, one migration at a time."""
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+def version(db: SqliteDb) -> int:
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(db: SqliteDb) -> int:
+    """Bring the schema up to date, one migration at a time; returns how many ran."""
+    version_now = version(db)
+    if version_now > len(MIGRATIONS):
+        raise SchemaTooNew(version_now, len(MIGRATIONS))
+    for number, script in enumerate(MIGRATIONS[version_now:], start=version_now + 1):
         for statement in filter(str.strip, script.split(";")):
             db.execute(statement)
         db.execute(f"PRAGMA user_version = {number}")
+    return len(MIGRATIONS) - version_now

@@ -12,7 +12,7 @@ from typing import Any
 
 from bot.clock import now_iso
 from bot.store.mixin import StoreParts
-from bot.store.rows import add_event, encode
+from bot.store.rows import add_event, encode, update_request
 from bot.work import queue as work_queue
 from bot.work.queue import Claimed, Lease, Queue, Work
 
@@ -40,9 +40,7 @@ class WorkRows(StoreParts):
             if not work_queue.finish(db, claimed, outcome, stamp):
                 return False
             if fields:
-                db.table("requests").update(
-                    claimed.request_id, {**encode(fields), "updated_at": stamp}
-                )
+                update_request(db, claimed.request_id, {**encode(fields), "updated_at": stamp})
             work_queue.add(db, claimed.request_id, work, stamp)
         self._added(work)
         return True

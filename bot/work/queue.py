@@ -14,7 +14,7 @@ clocks, so a clock step either way neither ends a live lease nor keeps a dead on
 
 These functions run inside the store's transactions (`db` is the connection of one); the store
 decides when to commit. Nothing here knows what a row means: that is each queue's handler's.
-The SQL is plain (no engine-specific function); times are computed here, in Python.
+The SQL is plain, for both engines (bot/store/engine.py); times are computed here, in Python.
 """
 
 from __future__ import annotations
@@ -25,12 +25,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
-from typing import Any
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from bot import clock
 from bot.clock import iso, parse_iso
+
+if TYPE_CHECKING:
+    from bot.store.engine import Db
 
 
 class Queue(StrEnum):
@@ -84,7 +85,7 @@ class Lease:
 _FREE = "{w}lease_token IS NULL AND ({w}lease_until IS NULL OR {w}lease_until < ?)"
 
 
-def add(db: sqlite_utils.Database, request_id: int, work: Sequence[Work], at: str) -> None:
+def add(db: Db, request_id: int, work: Sequence[Work], at: str) -> None:
     now = clock.utcnow()
     for item in work:
         due = iso(now + timedelta(seconds=item.delay))
@@ -112,9 +113,7 @@ def add(db: sqlite_utils.Database, request_id: int, work: Sequence[Work], at: st
         db.execute(insert, values)
 
 
-def claim(
-    db: sqlite_utils.Database, queue: Queue, worker: str, lease_seconds: float
-) -> Claimed | None:
+def claim(db: Db, queue: Queue, worker: str, lease_seconds: float) -> Claimed | None:
     """Take the lease on one due row of `queue`, or None when nothing is due."""
     now = clock.utcnow()
     token = secrets.token_hex(8)
@@ -130,7 +129,7 @@ def claim(
                   SELECT 1 FROM work e
                   WHERE e.queue = w.queue AND e.request_id = w.request_id
                     AND e.done_at IS NULL AND e.id < w.id)
-            ORDER BY w.due_at, w.id LIMIT 1)
+            ORDER BY w.due_at, w.id LIMIT 1{db.dialect.skip_locked})
         RETURNING id, queue, request_id, kind, payload, attempts, problem, created_at
         """,
         [worker, token, iso(now + timedelta(seconds=lease_seconds)), queue, iso(now), iso(now)],
@@ -150,7 +149,7 @@ def claim(
     )
 
 
-def held(db: sqlite_utils.Database, claimed: Claimed) -> bool:
+def held(db: Db, claimed: Claimed) -> bool:
     """Whether `claimed`'s lease is still its holder's; counts a beat if it is. Run first in a
     writing transaction, it fences the writes after it (the UPDATE also locks the row on
     engines with row locks, so no takeover commits in between)."""
@@ -161,7 +160,7 @@ def held(db: sqlite_utils.Database, claimed: Claimed) -> bool:
     return cursor.rowcount == 1
 
 
-def finish(db: sqlite_utils.Database, claimed: Claimed, outcome: str, at: str) -> bool:
+def finish(db: Db, claimed: Claimed, outcome: str, at: str) -> bool:
     """Mark the row done, if its lease is still `claimed`'s."""
     cursor = db.execute(
         "UPDATE work SET done_at = ?, outcome = ?, claimed_by = NULL, lease_token = NULL,"
@@ -172,7 +171,7 @@ def finish(db: sqlite_utils.Database, claimed: Claimed, outcome: str, at: str) -
 
 
 def retry(
-    db: sqlite_utils.Database,
+    db: Db,
     claimed: Claimed,
     *,
     after: float,
@@ -194,7 +193,7 @@ def retry(
     return cursor.rowcount == 1
 
 
-def release(db: sqlite_utils.Database, worker: str) -> list[tuple[int, str, str]]:
+def release(db: Db, worker: str) -> list[tuple[int, str, str]]:
     """Give back every lease `worker` holds; the attempt it was counted as did not happen.
     Returns (request id, queue, kind) of each row given back."""
     rows = db.execute(
@@ -206,7 +205,7 @@ def release(db: sqlite_utils.Database, worker: str) -> list[tuple[int, str, str]
     return [(int(row[0]), str(row[1]), str(row[2])) for row in rows]
 
 
-def renew(db: sqlite_utils.Database, tokens: Sequence[str], lease_seconds: float) -> set[str]:
+def renew(db: Db, tokens: Sequence[str], lease_seconds: float) -> set[str]:
     """Count a beat for each lease still held by one of `tokens`; returns those still held.
     `lease_until` is only what a reader (or an older version) takes for the lease's end."""
     until = iso(clock.utcnow() + timedelta(seconds=lease_seconds))
@@ -222,7 +221,7 @@ def renew(db: sqlite_utils.Database, tokens: Sequence[str], lease_seconds: float
     return kept
 
 
-def leases(db: sqlite_utils.Database, queue: Queue) -> list[Lease]:
+def leases(db: Db, queue: Queue) -> list[Lease]:
     """Every lease held on an unfinished row of `queue`."""
     rows = db.execute(
         "SELECT id, request_id, kind, claimed_by, lease_token, beats FROM work"
@@ -234,7 +233,7 @@ def leases(db: sqlite_utils.Database, queue: Queue) -> list[Lease]:
     ]
 
 
-def expire(db: sqlite_utils.Database, lease: Lease) -> bool:
+def expire(db: Db, lease: Lease) -> bool:
     """End a lease that ran out, if it still stands exactly as watched (same token, no beat
     since); the row is free again and keeps its attempt count."""
     cursor = db.execute(
@@ -245,7 +244,7 @@ def expire(db: sqlite_utils.Database, lease: Lease) -> bool:
     return cursor.rowcount == 1
 
 
-def rebase(db: sqlite_utils.Database, queue: Queue) -> int:
+def rebase(db: Db, queue: Queue) -> int:
     """Rows scheduled "in the future" were scheduled before the clock was set back: each is
     due its intended delay from now, not the clock's step later. Returns how many moved."""
     now = clock.utcnow()
@@ -263,14 +262,14 @@ def rebase(db: sqlite_utils.Database, queue: Queue) -> int:
     return len(rows)
 
 
-def holders(db: sqlite_utils.Database) -> list[str]:
+def holders(db: Db) -> list[str]:
     rows = db.execute(
         "SELECT DISTINCT claimed_by FROM work WHERE done_at IS NULL AND claimed_by IS NOT NULL"
     ).fetchall()
     return [str(row[0]) for row in rows]
 
 
-def owed(db: sqlite_utils.Database) -> dict[Queue, tuple[int, str | None]]:
+def owed(db: Db) -> dict[Queue, tuple[int, str | None]]:
     """Per queue: how many rows are unfinished, and since when the oldest."""
     found: dict[Queue, tuple[int, str | None]] = {queue: (0, None) for queue in Queue}
     for name, pending, since in db.execute(
@@ -280,7 +279,7 @@ def owed(db: sqlite_utils.Database) -> dict[Queue, tuple[int, str | None]]:
     return found
 
 
-def next_due(db: sqlite_utils.Database, queue: Queue, now: str) -> str | None:
+def next_due(db: Db, queue: Queue, now: str) -> str | None:
     """When the earliest unfinished row nobody holds is due."""
     row = db.execute(
         "SELECT min(due_at) FROM work WHERE queue = ? AND done_at IS NULL"
@@ -290,9 +289,7 @@ def next_due(db: sqlite_utils.Database, queue: Queue, now: str) -> str | None:
     return row[0] if row else None
 
 
-def rows(
-    db: sqlite_utils.Database, request_id: int | None = None, *, open_only: bool
-) -> list[dict[str, Any]]:
+def rows(db: Db, request_id: int | None = None, *, open_only: bool) -> list[dict[str, Any]]:
     """Rows of work, oldest first: unfinished ones only, or every one (of a request if given)."""
     where = ["done_at IS NULL"] if open_only else []
     params: list[Any] = []

@@ -1,9 +1,11 @@
-"""The audit store on a real SQLite file: private, WAL, atomic transitions, one live name."""
+"""The audit store on both engines (a real SQLite file, a real PostgreSQL database): atomic
+transitions, one live name; and the SQLite file private and in WAL mode."""
 
 from __future__ import annotations
 
 import stat
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,13 +23,20 @@ def new(name: str = "copy-one", user: str = "U0REQUEST") -> NewRequest:
     )
 
 
+pytestmark = pytest.mark.engines
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
+def store(database: str) -> Iterator[Store]:
+    store = Store(database)
+    yield store
+    store.close()
+
+
+def test_the_database_file_is_private_and_in_wal_mode(tmp_path: Path) -> None:
     (tmp_path / "audit").mkdir()
-    return Store(tmp_path / "audit" / "snapcopy.db")
-
-
-def test_the_database_file_is_private_and_in_wal_mode(store: Store) -> None:
+    store = Store(tmp_path / "audit" / "snapcopy.db")
+    assert store.path is not None
     mode = stat.S_IMODE(store.path.stat().st_mode)
     assert mode == 0o600
     with store.connection() as db:
@@ -35,10 +44,10 @@ def test_the_database_file_is_private_and_in_wal_mode(store: Store) -> None:
         assert db.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
 
 
-def test_opening_twice_migrates_once(tmp_path: Path) -> None:
-    first = Store(tmp_path / "x.db")
+def test_opening_twice_migrates_once(database: str) -> None:
+    first = Store(database)
     first.create(new(), state=State.PENDING_APPROVAL, expires_at=None, actor="U0REQUEST")
-    second = Store(tmp_path / "x.db")
+    second = Store(database)
     assert [r.backup_name for r in second.find()] == ["copy-one"]
 
 

