@@ -41,9 +41,12 @@ def test_requirements_txt_installs_the_project_with_pyprojects_dependencies_pinn
     }
     pins = {}
     for line in pinned:
-        match = re.fullmatch(r"([A-Za-z0-9_.-]+)==([0-9][A-Za-z0-9.]*)", line)
-        assert match, f"requirements.txt: '{line}' is not name==version"
-        pins[canonicalize_name(match[1])] = match[2]
+        match = re.fullmatch(r"([A-Za-z0-9_.-]+)(?:\[([a-z,]+)\])?==([0-9][A-Za-z0-9.]*)", line)
+        assert match, f"requirements.txt: '{line}' is not name[extras]==version"
+        name = canonicalize_name(match[1])
+        pins[name] = match[3]
+        extras = set(filter(None, (match[2] or "").split(",")))
+        assert extras == declared[name].extras, f"{name}: the same extras in both files"
     assert sorted(pins) == sorted(declared), "add or remove the dependency in both files"
     for name, version in pins.items():
         assert declared[name].specifier.contains(version), (

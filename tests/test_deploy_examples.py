@@ -282,7 +282,7 @@ def test_systemd_gives_http_mode_everything_it_needs(
     env = {name: value for name, (value, commented) in env_file().items() if not commented}
     env |= unit_environment()
     # /var/lib/snapcopy is the unit's to create; checked below.
-    assert problems(monkeypatch, env, snapcopy_db=tmp_path / "snapcopy.db") == []
+    assert problems(monkeypatch, env, snapcopy_db=str(tmp_path / "snapcopy.db")) == []
 
 
 def test_systemd_keeps_the_database_in_its_state_directory() -> None:
