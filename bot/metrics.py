@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -85,6 +85,14 @@ class Metrics:
             ("source",),
             registry=self.registry,
         )
+        # Which engine keeps the audit log: an info-style gauge, 1 for the one in use.
+        self.database = Gauge(
+            "snapcopy_database_info",
+            "The database engine snapcopy runs on (sqlite, postgresql).",
+            ("engine",),
+            registry=self.registry,
+        )
+        self.database.labels(store.engine).set(1)
         self.registry.register(_FromTheDatabase(store))
         self._last: dict[System, LastCall] = {}
         self._lock = threading.Lock()

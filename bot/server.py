@@ -236,6 +236,7 @@ def _health(runtime: Runtime, start_response: StartResponse) -> Iterable[bytes]:
         "ok": database,
         "version": bot.__version__,
         "database": database,
+        "database_engine": runtime.store.engine,
         "sandbox": runtime.sandbox,
     }
     if trouble is not None:

@@ -233,7 +233,9 @@ def _server_factory(
 
 
 @pytest.fixture
-def start_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StartServer]:
+def start_server(
+    request: pytest.FixtureRequest, tmp_path: Path, database: str
+) -> Iterator[StartServer]:
     """A factory: `start_server(env=None, *, env_overrides=None, policy=None, args=())`, the bot
     in this process with requests dispatched to its Bolt app (no HTTP server).
 
@@ -242,20 +244,25 @@ def start_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sta
     - `policy`: TOML text or `{"roles": {...}, "approval": {...}}` written to a new file.
     - `args`: `("--sandbox",)` or nothing.
 
-    Servers share the test's database unless told otherwise, so stopping one and starting
-    another is a restart. Every server started is stopped at the end of the test.
+    Servers share the test's database (`database`: SQLite, or PostgreSQL too for tests marked
+    `engines`) unless told otherwise, so stopping one and starting another is a restart. Every
+    server started is stopped at the end of the test.
     """
     yield from _server_factory(DispatchBot, request, tmp_path)
 
 
 @pytest.fixture
-def start_http_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StartServer]:
+def start_http_server(
+    request: pytest.FixtureRequest, tmp_path: Path, database: str
+) -> Iterator[StartServer]:
     """Like `start_server`, but served over HTTP on loopback by the production front end."""
     yield from _server_factory(InProcessServer, request, tmp_path)
 
 
 @pytest.fixture
-def start_process(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StartServer]:
+def start_process(
+    request: pytest.FixtureRequest, tmp_path: Path, database: str
+) -> Iterator[StartServer]:
     """Like `start_server`, but each server is a real `python -m bot serve` process, which can
     be sent SIGTERM (`terminate()`) or SIGKILL (`kill()`). `options` go to `ProcessServer.start`
     (`port`, `port_option`, `timeout`), `args` to `serve`."""

@@ -12,7 +12,9 @@ own, so tests stay independent and parallel.
 
 from __future__ import annotations
 
+import fcntl
 import secrets
+import time
 import warnings
 from pathlib import Path
 from urllib.parse import quote
@@ -21,6 +23,8 @@ import psycopg
 
 
 class TestPostgres:
+    __test__ = False  # a helper, not a test class
+
     def __init__(self, pgdata: Path) -> None:
         with warnings.catch_warnings():
             # Without XDG_RUNTIME_DIR (CI, containers) it says it falls back to /tmp: fine.
@@ -45,6 +49,31 @@ class TestPostgres:
     def drop_database(self, name: str) -> None:
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def password_role(self, database: str, password: str) -> str:
+        """A new role that must give `password` (scram), owning `database`. Such roles are
+        members of `password_users`, for which pg_hba.conf asks a password first."""
+        role = "pw_" + secrets.token_hex(4)
+        self._ask_passwords()
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}' IN ROLE password_users")
+            conn.execute(f'ALTER DATABASE "{database}" OWNER TO {role}')
+        return role
+
+    def _ask_passwords(self) -> None:
+        """Once per server: the group role, and its line first in pg_hba.conf."""
+        hba = Path(self.server.pgdata) / "pg_hba.conf"
+        line = "local all +password_users scram-sha-256\n"
+        with open(hba.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            text = hba.read_text()
+            if line in text:
+                return
+            with psycopg.connect(self.admin_url, autocommit=True) as conn:
+                conn.execute("CREATE ROLE password_users NOLOGIN")
+                hba.write_text(line + text)
+                conn.execute("SELECT pg_reload_conf()")
+            time.sleep(0.2)  # the postmaster rereads it on SIGHUP
 
     def execute(self, sql: str, database: str = "postgres") -> None:
         with psycopg.connect(self.url(database), autocommit=True) as conn:

@@ -34,6 +34,9 @@ from tests.flow import (
 from tests.harness import ADMIN, APPROVER, REQUESTER, BotServer
 from tests.slack_standin import SlackStandIn
 
+# The promises hold on both engines: each test runs on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.engines
+
 PROD_DBAS = "S0PRODDBA"
 DBA_ONE, DBA_TWO, DBA_THREE = "U0DBAONE", "U0DBATWO", "U0DBATHREE"
 
@@ -247,8 +250,14 @@ def test_a_permission_failure_says_what_to_do_and_retry_copies_once(
     source = next(s for s in dws_snapshots if s.is_automated)
     request = ask(server, slack, source, "retry-me")
     dws.inject(
-        Fault("status", method="POST", path="linked-copy", status=403, error_code="DWS.0015",
-              error_msg="No permission")
+        Fault(
+            "status",
+            method="POST",
+            path="linked-copy",
+            status=403,
+            error_code="DWS.0015",
+            error_msg="No permission",
+        )
     )
     click(server, APPROVER, Action.APPROVE, request)
     failed = wait_state(server, request, State.FAILED)
@@ -298,9 +307,7 @@ def test_mentions_answer_like_the_command_to_the_person_alone(
     request = ask(server, slack, source, "from-mention")
     thread = slackreq.new_message_ts()
 
-    server.event(
-        slackreq.app_mention(REQUESTER, words.format(id=request.id), thread_ts=thread)
-    )
+    server.event(slackreq.app_mention(REQUESTER, words.format(id=request.id), thread_ts=thread))
 
     if words == "help":
         told = slack.wait_for("chat.postMessage", lambda c: c.get("thread_ts") == thread)

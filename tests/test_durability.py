@@ -13,6 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bot.domain import CopyRequest, State
 from bot.dws.standin import Fault
 from bot.slack.ids import Action
@@ -41,13 +43,21 @@ def copies_named(dws: Any, name: str) -> list[Any]:
     return [s for s in dws.snapshots if s.name.lower() == name.lower()]
 
 
+@pytest.mark.engines
 def test_a_throttled_copy_waits_for_retry_after_and_succeeds(
     server: BotServer, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
 ) -> None:
     request = ask_for_copy(server, slack, REQUESTER, automated(dws_snapshots).id, "throttled")
     dws.inject(
-        Fault("status", method="POST", path="linked-copy", status=429, error_code="APIG.0308",
-              error_msg="Too many requests", retry_after="1")
+        Fault(
+            "status",
+            method="POST",
+            path="linked-copy",
+            status=429,
+            error_code="APIG.0308",
+            error_msg="Too many requests",
+            retry_after="1",
+        )
     )
     click(server, APPROVER, Action.APPROVE, request)
 
@@ -59,6 +69,7 @@ def test_a_throttled_copy_waits_for_retry_after_and_succeeds(
     wait_for_reply(slack, done, "DWS is busy; I will try again")
 
 
+@pytest.mark.engines
 def test_a_dws_outage_while_following_ends_in_success_and_is_told_once(
     server: BotServer, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
 ) -> None:
@@ -84,6 +95,7 @@ def test_a_dws_outage_while_following_ends_in_success_and_is_told_once(
     wait_for_reply(slack, done, "is AVAILABLE")
 
 
+@pytest.mark.engines
 def test_a_lost_copy_answer_is_adopted_once_the_lookup_answers_again(
     server: BotServer, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
 ) -> None:
@@ -106,6 +118,7 @@ def test_a_lost_copy_answer_is_adopted_once_the_lookup_answers_again(
     assert resumed[-1]["details"] == {"found": True, "snapshot_id": done.new_snapshot_id}
 
 
+@pytest.mark.engines
 def test_slack_rate_limited_for_seconds_delays_no_copy_and_loses_no_reply(
     server: BotServer, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
 ) -> None:
@@ -148,6 +161,7 @@ def test_an_archived_channel_sends_the_new_snapshot_id_to_the_requester_by_dm(
     assert "slack_failed" in kinds(server, done.id)
 
 
+@pytest.mark.engines
 def test_without_approval_an_unpostable_channel_still_copies(
     start_server: StartServer, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
 ) -> None:
@@ -157,7 +171,9 @@ def test_without_approval_an_unpostable_channel_still_copies(
     server = start_server(policy=POLICY_TOML.replace("required = true", "required = false"))
     slack.archived.add("C0GONE")
     answer = submit_modal(
-        server, REQUESTER, modal_values(automated(dws_snapshots).id, "no-channel"),
+        server,
+        REQUESTER,
+        modal_values(automated(dws_snapshots).id, "no-channel"),
         channel_id="C0GONE",
     )
     assert answer.status_code == 200 and answer.text == ""
@@ -175,6 +191,7 @@ def test_without_approval_an_unpostable_channel_still_copies(
     assert len(announce_tries) == 1, "a permanent refusal is not retried in a loop"
 
 
+@pytest.mark.engines
 def test_a_request_decided_before_its_message_could_be_posted_is_shown_decided(
     start_server: StartServer, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
 ) -> None:
@@ -193,7 +210,10 @@ def test_a_request_decided_before_its_message_could_be_posted_is_shown_decided(
     # ... and approves there.
     answer = server.interact(
         slackreq.block_actions(
-            APPROVER, Action.APPROVE, button_value(request), block_id=f"decision_{request.id}",
+            APPROVER,
+            Action.APPROVE,
+            button_value(request),
+            block_id=f"decision_{request.id}",
             channel="D0APPROVER",
         )
     )
@@ -211,8 +231,11 @@ def test_a_request_decided_before_its_message_could_be_posted_is_shown_decided(
     restarted = start_server()
     posted = slack.wait_for(
         "chat.postMessage",
-        lambda c: c["channel"] == request.channel_id and "(request #" in c["text"]
-        and "AVAILABLE" in c["text"],
+        lambda c: (
+            c["channel"] == request.channel_id
+            and "(request #" in c["text"]
+            and "AVAILABLE" in c["text"]
+        ),
     )
     assert Action.APPROVE not in str(posted["blocks"])
     deadline = time.monotonic() + 5
@@ -241,6 +264,7 @@ def test_a_message_slack_keeps_refusing_is_given_up_with_an_audit_event(
     assert dws.copy_calls == 1
 
 
+@pytest.mark.engines
 def test_following_that_ran_out_of_time_is_resumed_by_a_status_check(
     start_server: StartServer, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
 ) -> None:

@@ -20,6 +20,9 @@ from tests.flow import ask_for_copy, automated, click, wait_for_reply, wait_stat
 from tests.harness import ADMIN, APPROVER, REQUESTER, BotServer
 from tests.slack_standin import SlackStandIn
 
+# The promises hold on both engines: each test runs on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.engines
+
 
 def at_once(actions: list[Callable[[], httpx.Response]]) -> list[httpx.Response]:
     """Run the actions on their own threads, released together by a barrier."""

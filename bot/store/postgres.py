@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
@@ -99,9 +100,9 @@ class PostgresEngine:
             configure=_configure,
             open=False,
             name="snapcopy",
-            reconnect_timeout=0,  # keep trying: the database may come back
         )
         self._opened = False
+        self._purging = threading.Lock()
 
     def _options(self) -> dict[str, Any]:
         return {
@@ -189,7 +190,24 @@ class PostgresEngine:
             trouble = unavailable(error, self.database)
             if trouble is None:
                 raise
+            if isinstance(error, psycopg.OperationalError) and self._opened:
+                self._purge()
             raise trouble from error
+
+    def _purge(self) -> None:
+        """After a connection broke (the server restarted, failed over, or ended it), check
+        the idle ones too, on a thread of their own: the next operations get live connections
+        rather than failing one by one on the other dead ones."""
+        if self._purging.acquire(blocking=False):
+            threading.Thread(target=self._check_idle, name="pg-pool-check", daemon=True).start()
+
+    def _check_idle(self) -> None:
+        try:
+            self._pool.check()
+        except Exception:  # noqa: BLE001 - the pool is closing; nothing to purge any more
+            pass
+        finally:
+            self._purging.release()
 
 
 # SQLSTATEs that are the database's trouble, not a statement's, by StoreUnavailable reason.

@@ -5,7 +5,6 @@ stand-in, no Bolt app and no workers: each test claims and runs rows itself."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from slack_sdk import WebClient
@@ -19,6 +18,9 @@ from bot.store import Store
 from bot.work.queue import Claimed, Queue
 from bot.work.workers import Done, Retry
 from tests.slack_standin import Call, SlackStandIn
+
+# The promises hold on both engines: each test runs on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.engines
 
 REQUESTER, APPROVER, ADMIN = "U0REQ", "U0APP", "U0ADMIN"
 POLICY = f"""
@@ -36,8 +38,8 @@ def slack() -> Iterator[SlackStandIn]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    store = Store(tmp_path / "snapcopy.db")
+def store(database: str) -> Iterator[Store]:
+    store = Store(database)
     yield store
     store.close()
 
