@@ -60,8 +60,8 @@ def unavailable(error: sqlite3.Error) -> StoreUnavailable | None:
 
 
 class SqliteDb:
-    """One SQLite connection as the store uses it (bot/store/engine.py's `Db`): statements
-    straight on sqlite3, queries as dicts through sqlite-utils."""
+    """One SQLite connection as the store uses it (bot/store/engine.py's `Db`), with
+    sqlite-utils' view of it (`utils`) for what reads the schema."""
 
     dialect = SQLITE
 
@@ -73,7 +73,11 @@ class SqliteDb:
         return self.conn.execute(sql, params)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> Iterator[dict[str, Any]]:
-        return self.utils.query(sql, params)
+        # Straight on sqlite3: sqlite-utils' query() wraps each one in a savepoint (two more
+        # statements), which a click's reads cannot afford. Our statements all return rows.
+        cursor = self.conn.execute(sql, params)
+        keys = [column[0] for column in cursor.description]
+        return (dict(zip(keys, row, strict=True)) for row in cursor)
 
     def close(self) -> None:
         self.conn.close()
