@@ -8,8 +8,9 @@ starts fast, and the serving stack (pydantic, Bolt, uvicorn) loads only for `ser
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import bot
@@ -49,6 +50,13 @@ def _parser() -> argparse.ArgumentParser:
         "--socket", action="store_true", help="use Socket Mode (needs SLACK_APP_TOKEN)"
     )
     serve.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        help="HTTP mode: serving processes sharing the port and the database, one per core "
+        "(default: 1)",
+    )
+    serve.add_argument(
         "--sandbox",
         action="store_true",
         help="copy snapshots of a built-in stand-in instead of the cloud (no cloud keys needed)",
@@ -75,6 +83,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _workers(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of processes (1-64)")
+    return int(text)
+
+
 def _port(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"'{text}' is not a port number (1-65535)")
@@ -85,7 +99,7 @@ def _port(text: str) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from bot.errors import ConfigError, StoreUnavailable
+    from bot.errors import ConfigError
     from bot.settings import load_all
 
     overrides = {"port": args.port} if args.port is not None else {}
@@ -95,18 +109,45 @@ def _serve(args: argparse.Namespace) -> int:
         print(error.render(), file=sys.stderr)
         return EXIT_USAGE
 
-    import sqlite3
-
     from bot.logs import configure_logging
     from bot.server import run_http, run_socket_mode
+
+    configure_logging(settings.snapcopy_log_level, secrets=settings.secret_values())
+    host, port, sandbox = args.host, settings.port, args.sandbox
+    if args.socket:
+        return _started(
+            lambda: run_socket_mode(settings, policy, sandbox=sandbox, host=host), settings
+        )
+    if args.workers == 1:
+        return _started(
+            lambda: run_http(settings, policy, host=host, port=port, sandbox=sandbox), settings
+        )
+    from bot.forked import Supervisor, listening_socket
+
+    def child(listening: socket.socket) -> int:
+        def serving() -> None:
+            run_http(settings, policy, host=host, port=port, sandbox=sandbox, sockets=[listening])
+
+        return _started(serving, settings)
+
+    try:
+        listening = listening_socket(host, port)
+    except OSError as error:
+        print(f"snapcopy cannot start: port {port} on {host}: {error.strerror}.", file=sys.stderr)
+        return EXIT_USAGE
+    return Supervisor(args.workers, child, listening, give_up_on=EXIT_USAGE).run()
+
+
+def _started(serving: Callable[[], int | None], settings: Any) -> int:
+    """Serve; a start-up that cannot go on is one message and exit status 2."""
+    import sqlite3
+
+    from bot.errors import ConfigError, StoreUnavailable
     from bot.slack.startup import TokenRefused
     from bot.store.engine import SchemaTooNew
 
-    configure_logging(settings.snapcopy_log_level, secrets=settings.secret_values())
     try:
-        if args.socket:
-            return run_socket_mode(settings, policy, sandbox=args.sandbox, host=args.host)
-        run_http(settings, policy, host=args.host, port=settings.port, sandbox=args.sandbox)
+        return serving() or 0
     except TokenRefused as refused:
         print(ConfigError([str(refused)]).render(), file=sys.stderr)
         return EXIT_USAGE
@@ -121,7 +162,6 @@ def _serve(args: argparse.Namespace) -> int:
         problem = f"the audit log {settings.database.shown} cannot be opened for writing: {error}."
         print(ConfigError([problem]).render(), file=sys.stderr)
         return EXIT_USAGE
-    return 0
 
 
 # What to do about a database that cannot be used at start-up, by StoreUnavailable.reason.

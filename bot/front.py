@@ -34,6 +34,7 @@ import asyncio
 import io
 import logging
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator
@@ -290,11 +291,13 @@ def _run_wsgi(
 # --- serving -------------------------------------------------------------------------------------
 
 
-def serve(app: BufferedWsgi, *, host: str, port: int) -> None:
+def serve(
+    app: BufferedWsgi, *, host: str, port: int, sockets: list[socket.socket] | None = None
+) -> None:
     """Serve until SIGTERM/SIGINT; uvicorn finishes requests in flight, then the app's
-    shutdown closes the Runtime."""
+    shutdown closes the Runtime. `sockets`: listening already (`serve --workers`)."""
     raise_open_files_limit()
-    server(app, host=host, port=port).run()
+    server(app, host=host, port=port).run(sockets=sockets)
 
 
 def server(app: BufferedWsgi, *, host: str = "127.0.0.1", port: int = 0) -> uvicorn.Server:

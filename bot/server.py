@@ -297,7 +297,15 @@ def _json(
 # --- HTTP mode ----------------------------------------------------------------------------------
 
 
-def run_http(settings: Settings, policy: Policy, *, host: str, port: int, sandbox: bool) -> None:
+def run_http(
+    settings: Settings,
+    policy: Policy,
+    *,
+    host: str,
+    port: int,
+    sandbox: bool,
+    sockets: list[socket.socket] | None = None,
+) -> None:
     """Serve until SIGTERM/SIGINT: requests in flight finish, then the Runtime closes."""
     runtime = build_runtime(settings, policy, socket=False, sandbox=sandbox)
     reload_on_hangup(runtime)
@@ -309,7 +317,7 @@ def run_http(settings: Settings, policy: Policy, *, host: str, port: int, sandbo
     )
     asides = _metrics_aside(runtime, host)
     try:
-        serve(app, host=host, port=port)
+        serve(app, host=host, port=port, sockets=sockets)
     finally:
         for aside in asides:
             aside.stop()

@@ -47,6 +47,7 @@ def test_healthz_reports_version_and_database(http_server: BotServer) -> None:
         "ok": True,
         "version": bot.__version__,
         "database": True,
+        "database_engine": "sqlite",
         "sandbox": False,
         "dws": None,  # nothing asked of DWS yet
         "outbox": {"pending": 0, "oldest_seconds": None},
