@@ -112,9 +112,10 @@ def measure(served: Served, slack: WatchedSlack, rounds: int) -> DoorResult:
     help_times: list[float] = []
     health_times: list[float] = []
     timeouts = 0
-    with slowloris(served.port), httpx.Client(
-        base_url=served.url, timeout=ANSWER_LIMIT, trust_env=False
-    ) as http:
+    with (
+        slowloris(served.port),
+        httpx.Client(base_url=served.url, timeout=ANSWER_LIMIT, trust_env=False) as http,
+    ):
         for serial in range(rounds):
             request = payloads.command(slack, REQUESTER, "help", serial)
             for times, send in (

@@ -22,7 +22,7 @@ from bench.standins import WatchedSlack
 from bot.server import EVENTS_PATH
 from tests.harness import APPROVER, REQUESTER
 from tests.slack_standin import Call
-from tests.slackreq import SlackRequest, new_message_ts
+from tests.slackreq import SlackRequest
 
 STEP_TIMEOUT = 30.0
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -41,6 +41,8 @@ class Flow:
     approve_to_reply: float = 0.0
     total: float = 0.0
     request_id: int = 0
+    button: str = ""  # what its buttons carry: the id and the request's token
+    message_ts: str = ""  # its request message, where its buttons are clicked
 
 
 class FlowDriver:
@@ -101,10 +103,11 @@ class FlowDriver:
             call = posted.wait(STEP_TIMEOUT)
         finally:
             self.slack.forget(posted)
-        request_id = payloads.approve_button_value(call)
-        assert request_id is not None
-        flow.request_id = request_id
-        self._wait_announced(request_id)
+        button = payloads.approve_button_value(call)
+        assert button is not None
+        flow.button, flow.message_ts = button, str(call["ts"])
+        flow.request_id = int(button.split(".", 1)[0])
+        self._wait_announced(flow.request_id)
 
     def _wait_announced(self, request_id: int) -> None:
         # A click before the bot has stored the message's ts would approve a request whose
@@ -123,7 +126,7 @@ class FlowDriver:
         reply = self.slack.expect("chat.postMessage", self._copied_reply(flow.name))
         try:
             click = payloads.approve_click(
-                self.slack, APPROVER, flow.request_id, new_message_ts(), serial
+                self.slack, APPROVER, flow.button, flow.message_ts, serial
             )
             clicked = time.monotonic()
             answer, ack = self.post(click)

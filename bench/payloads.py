@@ -35,13 +35,14 @@ def command(slack: WatchedSlack, user: str, text: str, serial: int) -> SlackRequ
 
 
 def approve_click(
-    slack: WatchedSlack, user: str, request_id: int, message_ts: str, serial: int
+    slack: WatchedSlack, user: str, button: str, message_ts: str, serial: int
 ) -> SlackRequest:
-    """A click on Approve in the request message, as the request message carries it."""
+    """A click on Approve in the request message (`message_ts`), with the value the request
+    message's button carries (`button`: the request's id and token)."""
     clicked = slackreq.block_actions(
         user,
         Action.APPROVE,
-        str(request_id),
+        button,
         block_id=Block.DECISION,
         message=slackreq.channel_message("request", ts=message_ts),
         channel=CHANNEL,
@@ -65,10 +66,10 @@ def copy_submission(user: str, source_id: str, backup_name: str) -> SlackRequest
     return slackreq.view_submission(user, Callback.COPY_MODAL, values, metadata)
 
 
-def approve_button_value(call: Any) -> int | None:
-    """The request id on the Approve button of a posted request message."""
+def approve_button_value(call: Any) -> str | None:
+    """The value of the Approve button of a posted request message: "<id>.<token>"."""
     for block in call.get("blocks") or []:
         for element in block.get("elements") or []:
             if element.get("action_id") == Action.APPROVE:
-                return int(element["value"])
+                return str(element["value"])
     return None

@@ -49,7 +49,6 @@ from bench.standins import WatchedSlack, forget_copies, start_dws, start_slack, 
 from bench.stats import Summary
 from bot.dws.standin import DwsStandIn
 from tests.harness import POLICY_TOML, bot_environment, write_policy
-from tests.slackreq import new_message_ts
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BOT_ARGV = ("-m", "bot", "serve")
@@ -170,7 +169,7 @@ class RolesBench:
 
     def _requests(
         self, slack: WatchedSlack, dws: DwsStandIn, source_id: str, prefix: str
-    ) -> list[int]:
+    ) -> list[Flow]:
         """One request per click, made by a bot of its own under the policy naming the group."""
         bot = launch("snapcopy", BOT_ARGV, self._env(slack, dws, NAMED), cwd=self.workdir)
         try:
@@ -178,34 +177,39 @@ class RolesBench:
         finally:
             bot.stop()
 
-    def _made_by(self, bot: Served, slack: WatchedSlack, source_id: str, prefix: str) -> list[int]:
+    def _made_by(self, bot: Served, slack: WatchedSlack, source_id: str, prefix: str) -> list[Flow]:
         driver = FlowDriver(bot.url, self._db, slack, source_id)
         try:
             flows = [Flow(f"roles-{prefix}-{n}") for n in range(self.plan.clicks)]
             for flow in flows:
                 driver.request_copy(flow)
-            return [flow.request_id for flow in flows]
+            return flows
         finally:
             driver.close_thread()
 
     def _burst(
-        self, slack: WatchedSlack, bot: Served, requests: list[int], load: LoadProcess, out: Outcome
+        self,
+        slack: WatchedSlack,
+        bot: Served,
+        requests: list[Flow],
+        load: LoadProcess,
+        out: Outcome,
     ) -> None:
         refusals = slack.count("chat.postEphemeral")
         clicks = [
             payloads.raw(
                 bot.port,
                 payloads.approve_click(
-                    slack, member, request_id, new_message_ts(), next(self._serial)
+                    slack, member, flow.button, flow.message_ts, next(self._serial)
                 ),
             )
-            for member, request_id in zip(self.members, requests, strict=True)
+            for member, flow in zip(self.members, requests, strict=True)
         ]
         batch = load.run(bot.port, clicks, len(clicks))
         out.clicks += len(clicks)
         out.latencies += batch.latencies
         out.failed += batch.failures
-        out.counted += _approved(self._db, requests)
+        out.counted += _approved(self._db, [flow.request_id for flow in requests])
         # A refusal is told after the acknowledgement: give those a moment to arrive.
         time.sleep(LOOKUP_SECONDS)
         told = [c.get("text") or "" for c in slack.calls("chat.postEphemeral")[refusals:]]

@@ -48,10 +48,10 @@ from tests.harness import (
     bot_environment,
     write_policy,
 )
-from tests.slackreq import SlackRequest, new_message_ts
+from tests.slackreq import SlackRequest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-BOT_ARGV = ("-m", "bot", "serve")
+BOT_ARGV: tuple[str, ...] = ("-m", "bot", "serve")
 BARE_ARGV = ("-m", "bench.bare_app")
 
 
@@ -261,9 +261,10 @@ class Bench:
         driver.close_thread()
         serial = itertools.count(1)
 
-        def click(user: str, request_id: int) -> Callable[[int], SlackRequest]:
-            ts = new_message_ts()
-            return lambda n: payloads.approve_click(slack, user, request_id, ts, next(serial))
+        def click(user: str, flow: Flow) -> Callable[[int], SlackRequest]:
+            return lambda n: payloads.approve_click(
+                slack, user, flow.button, flow.message_ts, next(serial)
+            )
 
         return [
             Kind(
@@ -282,13 +283,13 @@ class Bench:
                 "refused",
                 "Approve click, no approver role (refused)",
                 "chat.postEphemeral",
-                click(OUTSIDER, pending.request_id),
+                click(OUTSIDER, pending),
             ),
             Kind(
                 "handled",
                 "Approve click on a handled request",
                 "chat.postEphemeral",
-                click(APPROVER, handled.request_id),
+                click(APPROVER, handled),
             ),
         ]
 
@@ -338,12 +339,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="serving processes of snapcopy (`snapcopy serve --workers N`; default 1)",
+    )
+    parser.add_argument(
         "--output",
         type=Path,
         help="markdown report (default: BENCHMARKS.md for a full run, none for --quick)",
     )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    global BOT_ARGV
+    if args.workers > 1:
+        BOT_ARGV = (*BOT_ARGV, "--workers", str(args.workers))
     output = args.output or (None if args.quick else REPO_ROOT / "BENCHMARKS.md")
     with tempfile.TemporaryDirectory(prefix="snapcopy-bench-") as workdir:
         results = Bench(plan, Path(workdir)).run()

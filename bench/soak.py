@@ -71,6 +71,7 @@ def soak(
     lock = threading.Lock()
     started = time.monotonic()
     while done + failed < count:
+
         def run(left: itertools.count[int]) -> None:
             nonlocal done, failed
             try:
