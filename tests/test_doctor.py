@@ -7,11 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
+from bot.store import Store
 from tests.conftest import StartServer
 from tests.harness import REPO_ROOT, subprocess_env, write_policy
+from tests.postgres import TestPostgres
 from tests.slack_standin import SlackStandIn
 
 pytestmark = pytest.mark.process
@@ -109,3 +112,38 @@ def test_doctor_is_safe_beside_a_live_bot(
     assert result.returncode == 0, result.stdout
     assert (server.requests(), server.store.events()) == before, "doctor wrote nothing"
     assert server.health()["ok"] is True
+
+
+def test_doctor_checks_postgresql_reach_version_migrations_and_privileges(
+    bot_env: dict[str, str], dws: Any, postgres: TestPostgres, pg_url: str
+) -> None:
+    fresh = doctor(bot_env | {"SNAPCOPY_DB": pg_url})
+    assert fresh.returncode == 0, fresh.stdout + fresh.stderr
+    assert "PostgreSQL 18" in line(fresh, "database")
+    assert "migrations apply at the next start" in line(fresh, "database")
+
+    Store(pg_url).close()
+    current = doctor(bot_env | {"SNAPCOPY_DB": pg_url})
+    assert line(current, "database").startswith("✓") and "migrations" not in line(
+        current, "database"
+    )
+
+    name = urlsplit(pg_url).path.lstrip("/")
+    reader = "ro_" + name[-6:]
+    postgres.execute(f"CREATE ROLE {reader} LOGIN", name)
+    postgres.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {reader}", name)
+    limited = doctor(bot_env | {"SNAPCOPY_DB": postgres.url(name, reader)})
+    assert limited.returncode == 1
+    assert line(limited, "database").startswith("✗")
+    assert "INSERT on requests" in line(limited, "database")
+
+
+def test_doctor_names_an_unreachable_postgresql_without_its_password(
+    bot_env: dict[str, str], dws: Any
+) -> None:
+    url = "postgresql://bot:Hunter2-secret@localhost/x?host=/nonexistent/dir"
+    result = doctor(bot_env | {"SNAPCOPY_DB": url})
+    assert result.returncode == 1
+    assert "cannot be reached" in line(result, "database")
+    assert "/nonexistent/dir" in result.stdout
+    assert "Hunter2-secret" not in result.stdout + result.stderr
