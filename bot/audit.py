@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.audit_names import NamesUnavailable, SlackNames
+from bot.database import dotenv_value
 from bot.durations import parse_when
 
 EXIT_USAGE = 2
@@ -196,10 +197,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _with_names(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    token = os.environ.get("SLACK_BOT_TOKEN") or _from_dotenv(Path(".env"), "SLACK_BOT_TOKEN")
+    token = os.environ.get("SLACK_BOT_TOKEN") or dotenv_value(Path(".env"), "SLACK_BOT_TOKEN")
     if not token:
         raise AuditError("--names asks Slack: set SLACK_BOT_TOKEN (the environment or .env).")
-    api = os.environ.get("SLACK_API_URL") or _from_dotenv(Path(".env"), "SLACK_API_URL")
+    api = os.environ.get("SLACK_API_URL") or dotenv_value(Path(".env"), "SLACK_API_URL")
     try:
         return SlackNames(token, api or "https://slack.com/api/").apply(rows)
     except NamesUnavailable as error:
@@ -210,20 +211,8 @@ def database_path() -> Path:
     """SNAPCOPY_DB from the environment, else from ./.env, else ./snapcopy.db."""
     value = os.environ.get("SNAPCOPY_DB")
     if value is None:
-        value = _from_dotenv(Path(".env"), "SNAPCOPY_DB")
+        value = dotenv_value(Path(".env"), "SNAPCOPY_DB")
     return Path(value or "./snapcopy.db")
-
-
-def _from_dotenv(path: Path, name: str) -> str | None:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        key, equals, value = line.strip().removeprefix("export ").partition("=")
-        if equals and key.strip().upper() == name:
-            return value.strip().strip("'\"")
-    return None
 
 
 class _open_read_only:

@@ -72,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--socket", action="store_true", help="check for Socket Mode")
     doctor.set_defaults(run=_doctor)
 
+    _database_commands(commands)
+
     audit = commands.add_parser(
         "audit",
         help="print the audit log (read-only)",
@@ -81,6 +83,32 @@ def _parser() -> argparse.ArgumentParser:
     audit_log.add_arguments(audit)
     audit.set_defaults(run=audit_log.run)
     return parser
+
+
+def _database_commands(commands: Any) -> None:
+    db = commands.add_parser(
+        "db",
+        help="the database: its status, or a copy of it into another",
+        description="SNAPCOPY_DB (else DATABASE_URL, else ./snapcopy.db) as `serve` would use it.",
+    )
+    sub = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    status = sub.add_parser(
+        "status",
+        help="the engine, the schema version and whether migrations are pending",
+        description="Exit status 1 when the database is newer than this snapcopy, 2 when it "
+        "cannot be read.",
+    )
+    status.add_argument("--db", metavar="PATH_OR_URL", help="this database instead")
+    status.set_defaults(run=_db_status)
+    copy = sub.add_parser(
+        "copy",
+        help="copy every request, event, approval and owed work into an empty database",
+        description="With the bot stopped: copy SOURCE into TARGET (an SQLite file's path or a "
+        "postgresql:// URL each), which must be empty; the rows are counted on both sides.",
+    )
+    copy.add_argument("source", metavar="SOURCE")
+    copy.add_argument("target", metavar="TARGET")
+    copy.set_defaults(run=_db_copy)
 
 
 def _workers(text: str) -> int:
@@ -162,6 +190,46 @@ def _started(serving: Callable[[], int | None], settings: Any) -> int:
         problem = f"the audit log {settings.database.shown} cannot be opened for writing: {error}."
         print(ConfigError([problem]).render(), file=sys.stderr)
         return EXIT_USAGE
+
+
+# --- db -----------------------------------------------------------------------------------------
+
+
+def _db_status(args: argparse.Namespace) -> int:
+    from bot.database import configured, parse
+    from bot.errors import StoreUnavailable
+    from bot.store.status import status
+
+    try:
+        database = parse(args.db, "--db") if args.db else configured()
+        found = status(database)
+    except ValueError as error:
+        print(f"snapcopy db status: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except StoreUnavailable as trouble:
+        print(f"snapcopy db status: {_unusable(database.shown, trouble)}", file=sys.stderr)
+        return EXIT_USAGE
+    print("\n".join(found.lines()))
+    return 1 if found.too_new else 0
+
+
+def _db_copy(args: argparse.Namespace) -> int:
+    from bot.database import parse
+    from bot.errors import StoreUnavailable
+    from bot.store.copying import CopyRefused, copy_database
+    from bot.store.engine import SchemaTooNew
+
+    try:
+        source, target = parse(args.source, "SOURCE"), parse(args.target, "TARGET")
+        copied = copy_database(source, target)
+    except (ValueError, CopyRefused, SchemaTooNew) as error:
+        print(f"snapcopy db copy: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except StoreUnavailable as trouble:
+        print(f"snapcopy db copy: {trouble.detail}: {trouble}", file=sys.stderr)
+        return EXIT_USAGE
+    print("\n".join(copied.lines()))
+    return 0 if copied.matches else 1
 
 
 # What to do about a database that cannot be used at start-up, by StoreUnavailable.reason.

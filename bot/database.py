@@ -10,6 +10,7 @@ A URL's password is never shown: `shown` is the URL without it, for messages and
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -90,8 +91,9 @@ def _postgres(value: str, name: str) -> PostgresUrl:
     except ValueError as error:
         raise ValueError(f"{name}: the PostgreSQL URL cannot be read ({error}).") from None
     query = parse_qs(parts.query)
-    # libpq takes the host from ?host= too (a Unix socket's directory, for one).
-    host = unquote(parts.hostname or "") or query.get("host", ["localhost"])[0]
+    # libpq takes the host from ?host= too (a Unix socket's directory, for one), before the
+    # URL's own.
+    host = query.get("host", [""])[0] or unquote(parts.hostname or "") or "localhost"
     database = unquote(parts.path.lstrip("/")) or query.get("dbname", [""])[0]
     user = unquote(parts.username or "") or query.get("user", [""])[0]
     if not database:
@@ -101,3 +103,27 @@ def _postgres(value: str, name: str) -> PostgresUrl:
         )
     password = unquote(parts.password or "") or query.get("password", [""])[0]
     return PostgresUrl(value, host, port, database, user, password)
+
+
+def configured(env_file: Path = Path(".env")) -> Database:
+    """The database `snapcopy serve` would use here, from the environment, else ./.env, without
+    reading any other setting (for `snapcopy audit` and `snapcopy db`)."""
+
+    def value(name: str) -> str | None:
+        found = os.environ.get(name)
+        return found if found is not None else dotenv_value(env_file, name)
+
+    return choose(value("SNAPCOPY_DB"), value("DATABASE_URL"))
+
+
+def dotenv_value(path: Path, name: str) -> str | None:
+    """`name`'s value in a .env file, if the file sets it."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        key, equals, found = line.strip().removeprefix("export ").partition("=")
+        if equals and key.strip().upper() == name:
+            return found.strip().strip("'\"")
+    return None

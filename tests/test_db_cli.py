@@ -1,0 +1,211 @@
+"""`snapcopy db status` and `snapcopy db copy`, on real SQLite files and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from bot import cli
+from bot.domain import NewRequest, State
+from bot.store import Counted, Store
+from bot.store.copying import TABLES
+from bot.store.schema import MIGRATIONS
+from bot.work.queue import Queue, Work
+from tests.harness import subprocess_env
+
+PASSWORD = "Copy-s3cret"
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = cli.main(["db", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def new(name: str) -> NewRequest:
+    return NewRequest(
+        source_snapshot_id="4ca46bf1-5c61-48ff-b4f3-0ad4e5e3ba90",
+        backup_name=name,
+        requested_by="U0REQUEST",
+        channel_id="C0INCIDENT",
+        approvals_needed=2,
+        approvers=["U0APPROVE", "U0OTHER"],
+        source_size=180.4,
+    )
+
+
+def fill(store: Store) -> None:
+    """Requests in several states, with events, approvals, owed work and a replay."""
+    waiting = store.create(
+        new("waiting"),
+        state=State.PENDING_APPROVAL,
+        expires_at=None,
+        actor="U0REQUEST",
+        work=[Work(Queue.SLACK, "announce")],
+    )
+    store.count_approval(
+        waiting.id,
+        "U0APPROVE",
+        lambda users, n: Counted("approval", {}, {}, []),
+        waiting=lambda request: request.state == State.PENDING_APPROVAL,
+    )
+    copying = store.create(
+        new("copying"),
+        state=State.APPROVED,
+        expires_at=None,
+        actor="U0REQUEST",
+        work=[Work(Queue.DWS, "copy")],
+    )
+    store.transition(
+        copying.id,
+        allowed_from=[State.APPROVED],
+        to=State.COPYING,
+        event="copy_started",
+        actor=None,
+    )
+    store.add_dws_request_id(copying.id, "dws-1")
+    store.record_event(None, "group_members_changed", None, {"group": "S0ONCALL"})
+    store.first_delivery("Ev1")
+    store.first_sight("v0=sig", "2030-01-01T00:00:00.000Z", wait=1.0)
+    store.remember_answer("v0=sig", (200, "application/json", b"\x00{}"), wait=1.0)
+
+
+def rows(database: str, table: str) -> list[tuple[Any, ...]]:
+    store = Store(database)
+    try:
+        with store.connection() as db:
+            found = db.execute(f"SELECT * FROM {table}").fetchall()
+    finally:
+        store.close()
+    return sorted(
+        (tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) for row in found),
+        key=repr,
+    )
+
+
+def test_status_of_a_new_file_a_current_one_and_postgresql(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, pg_url: str
+) -> None:
+    path = tmp_path / "snapcopy.db"
+    code, out, _ = run(capsys, "status", "--db", str(path))
+    assert code == 0 and "engine: sqlite" in out
+    assert f"migrations pending: {len(MIGRATIONS)}" in out
+    Store(path).close()
+    code, out, _ = run(capsys, "status", "--db", str(path))
+    assert "migrations pending: none" in out
+    code, out, _ = run(capsys, "status", "--db", pg_url)
+    assert code == 0 and "engine: postgresql" in out and "PostgreSQL 18" in out
+
+
+def test_status_of_a_database_newer_than_this_snapcopy_exits_1(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "snapcopy.db"
+    Store(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 2}")
+    code, out, _ = run(capsys, "status", "--db", str(path))
+    assert code == 1
+    assert "newer than this snapcopy" in out
+
+
+def test_status_reads_snapcopy_db_then_database_url(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, pg_url: str
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", pg_url)
+    code, out, _ = run(capsys, "status")
+    assert code == 0 and "engine: postgresql" in out
+    monkeypatch.setenv("SNAPCOPY_DB", "chosen.db")
+    code, out, _ = run(capsys, "status")
+    assert "engine: sqlite" in out and "chosen.db" in out
+
+
+def test_an_unreachable_database_is_one_sentence_without_the_password(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = f"postgresql://bot:{PASSWORD}@localhost/x?host=/nonexistent/dir"
+    code, out, err = run(capsys, "status", "--db", url)
+    assert code == 2 and "/nonexistent/dir" in err and "cannot be reached" in err
+    assert PASSWORD not in out + err
+
+
+@pytest.mark.parametrize("direction", ["sqlite-to-postgresql", "postgresql-to-sqlite"])
+def test_copy_keeps_every_row_and_new_requests_get_new_ids(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, pg_url: str, direction: str
+) -> None:
+    path = str(tmp_path / "snapcopy.db")
+    source, target = (path, pg_url) if direction.startswith("sqlite") else (pg_url, path)
+    store = Store(source)
+    fill(store)
+    store.close()
+
+    code, out, err = run(capsys, "copy", source, target)
+    assert code == 0, err
+    assert "every count matches" in out
+    for table in TABLES:
+        assert rows(target, table) == rows(source, table), table
+
+    copied = Store(target)
+    later = copied.create(
+        new("after-the-move"), state=State.PENDING_APPROVAL, expires_at=None, actor="U0REQUEST"
+    )
+    assert later.id == 3
+    assert copied.claim(Queue.DWS, "worker", 30) is not None, "owed work is still owed"
+    copied.close()
+
+
+def test_copy_refuses_a_target_that_is_not_empty(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, pg_url: str
+) -> None:
+    for database in (str(tmp_path / "a.db"), pg_url):
+        store = Store(database)
+        fill(store)
+        store.close()
+    code, _, err = run(capsys, "copy", str(tmp_path / "a.db"), pg_url)
+    assert code == 2 and "is not empty" in err
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM requests").fetchone() == (2,)
+
+
+def test_copy_of_a_missing_source_or_a_bad_url_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, pg_url: str
+) -> None:
+    code, _, err = run(capsys, "copy", str(tmp_path / "nope.db"), pg_url)
+    assert code == 2 and "there is no database" in err
+    code, _, err = run(capsys, "copy", str(tmp_path / "nope.db"), "mysql://h/db")
+    assert code == 2 and "mysql://" in err
+
+
+def test_a_database_of_the_previous_release_copies_to_postgresql(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, pg_url: str
+) -> None:
+    dump = Path(__file__).parent / "store" / "data" / "previous_release.sql"
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(dump.read_text(encoding="utf-8"))
+    code, out, err = run(capsys, "copy", str(path), pg_url)
+    assert code == 0, err
+    store = Store(pg_url)
+    assert {r.backup_name for r in store.find()} == {"waiting-for-two", "being-copied", "done"}
+    store.close()
+
+
+@pytest.mark.process
+def test_db_status_as_a_command(tmp_path: Path) -> None:
+    Store(tmp_path / "snapcopy.db").close()
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "db", "status"],
+        env=subprocess_env({"SNAPCOPY_DB": str(tmp_path / "snapcopy.db")}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "migrations pending: none" in result.stdout
