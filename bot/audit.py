@@ -1,9 +1,11 @@
 """`snapcopy audit`: the audit log, read-only, for an auditor.
 
 It opens the database read-only (no writes, no write lock, no tables created, a read-only mount
-is fine) and uses the standard library alone, so it starts in a few tens of milliseconds and
-needs none of the bot's settings: just where the database is (`--db`, else SNAPCOPY_DB from
-the environment or `.env`, else ./snapcopy.db).
+is fine) and needs none of the bot's settings: just where the database is (`--db`, else
+SNAPCOPY_DB, else DATABASE_URL, from the environment or `.env`, else ./snapcopy.db). On SQLite
+it uses the standard library alone, so it starts in a few tens of milliseconds; PostgreSQL is
+read in a read-only transaction (bot/audit_postgres.py, imported only for a PostgreSQL URL),
+with the same statements.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ import os
 import re
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from bot.audit_names import NamesUnavailable, SlackNames
-from bot.database import dotenv_value
+from bot.database import PostgresUrl, configured, dotenv_value, parse
 from bot.durations import parse_when
 
 EXIT_USAGE = 2
@@ -130,7 +133,10 @@ def add_arguments(audit: argparse.ArgumentParser) -> None:
     )
     audit.add_argument("--request", type=positive, metavar="ID", help="only this request")
     audit.add_argument(
-        "--db", type=Path, metavar="PATH", help="audit log to read (default: $SNAPCOPY_DB)"
+        "--db",
+        metavar="PATH_OR_URL",
+        help="audit log to read: an SQLite file or a postgresql:// URL (default: $SNAPCOPY_DB, "
+        "else $DATABASE_URL)",
     )
     audit.add_argument(
         "--names",
@@ -169,15 +175,14 @@ def expiring(text: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        path = args.db or database_path()
-        with _open_read_only(path) as db:
+        with _open(args.db) as db:
             requests = _requests(db, args)
             fields: tuple[str, ...]
             table: tuple[str, ...]
             if args.events:
                 rows, fields, table = _events(db, requests), EVENT_FIELDS, EVENT_FIELDS
             else:
-                columns = [*_columns(db, "requests"), "cancelled_by"]
+                columns = [*db.columns("requests"), "cancelled_by"]
                 rest = (c for c in columns if c not in CONTRACT_FIELDS + HIDDEN_COLUMNS)
                 fields = (*CONTRACT_FIELDS, *rest)
                 rows = [{field: row.get(field) for field in fields} for row in requests]
@@ -207,12 +212,27 @@ def _with_names(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         raise AuditError(f"--names: {error}") from None
 
 
-def database_path() -> Path:
-    """SNAPCOPY_DB from the environment, else from ./.env, else ./snapcopy.db."""
-    value = os.environ.get("SNAPCOPY_DB")
-    if value is None:
-        value = dotenv_value(Path(".env"), "SNAPCOPY_DB")
-    return Path(value or "./snapcopy.db")
+class Reader(Protocol):
+    """A database opened read-only; statements are written in SQLite's spelling."""
+
+    def tables(self) -> set[str]: ...
+
+    def columns(self, table: str) -> list[str]: ...
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[dict[str, Any]]: ...
+
+
+def _open(given: str | None) -> AbstractContextManager[Reader]:
+    """The database named by --db, else as `snapcopy serve` would choose it, read-only."""
+    try:
+        database = parse(given, "--db") if given else configured()
+    except ValueError as error:
+        raise AuditError(str(error)) from None
+    if isinstance(database, PostgresUrl):
+        from bot.audit_postgres import open_read_only
+
+        return open_read_only(database, AuditError)
+    return _open_read_only(database.path)
 
 
 class _open_read_only:
@@ -228,7 +248,7 @@ class _open_read_only:
         self.path = path
         self.db: sqlite3.Connection | None = None
 
-    def __enter__(self) -> sqlite3.Connection:
+    def __enter__(self) -> SqliteReader:
         uri = self.path.resolve().as_uri()
         try:
             db = sqlite3.connect(f"{uri}?mode=ro", uri=True)
@@ -241,7 +261,7 @@ class _open_read_only:
             ) from None
         db.row_factory = sqlite3.Row
         try:
-            if "requests" not in _tables(db):
+            if "requests" not in SqliteReader(db).tables():
                 raise AuditError(f"{self.path} holds no snapcopy audit log (no requests table).")
         except sqlite3.DatabaseError:
             db.close()
@@ -249,23 +269,30 @@ class _open_read_only:
                 f"{self.path} is not an SQLite database, so not an audit log."
             ) from None
         self.db = db
-        return db
+        return SqliteReader(db)
 
     def __exit__(self, *exc_info: object) -> None:
         if self.db is not None:
             self.db.close()
 
 
-def _tables(db: sqlite3.Connection) -> set[str]:
-    return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+class SqliteReader:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def tables(self) -> set[str]:
+        listed = self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        return {row[0] for row in listed}
+
+    def columns(self, table: str) -> list[str]:
+        return [row[1] for row in self.db.execute(f"PRAGMA table_info({table})")]
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[dict[str, Any]]:
+        return (dict(row) for row in self.db.execute(sql, params))
 
 
-def _columns(db: sqlite3.Connection, table: str) -> list[str]:
-    return [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
-
-
-def _requests(db: sqlite3.Connection, args: argparse.Namespace) -> list[dict[str, Any]]:
-    columns = set(_columns(db, "requests"))
+def _requests(db: Reader, args: argparse.Namespace) -> list[dict[str, Any]]:
+    columns = set(db.columns("requests"))
     where: list[str] = []
     params: list[Any] = []
     if args.request:
@@ -307,7 +334,7 @@ def _requests(db: sqlite3.Connection, args: argparse.Namespace) -> list[dict[str
     if args.limit:
         sql += " LIMIT ?"
         params.append(args.limit)
-    return [_decode(dict(row)) for row in db.execute(sql, params)]
+    return [_decode(row) for row in db.rows(sql, params)]
 
 
 def _decode(row: dict[str, Any]) -> dict[str, Any]:
@@ -320,15 +347,15 @@ def _decode(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _events(db: sqlite3.Connection, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _events(db: Reader, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The trail of each selected request, in the requests' order (newest request first), each
     request's events oldest first."""
     rows: list[dict[str, Any]] = []
     for request in requests:
-        for row in db.execute(
+        for row in db.rows(
             "SELECT * FROM events WHERE request_id = ? ORDER BY id", [request["id"]]
         ):
-            rows.append(dict(row) | {"details": json.loads(row["details"] or "{}")})
+            rows.append(row | {"details": json.loads(row["details"] or "{}")})
     return rows
 
 

@@ -8,7 +8,6 @@ import json
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -53,10 +52,16 @@ def new_request(name: str, **fields: str) -> NewRequest:
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Iterator[Path]:
+def db_path(tmp_path: Path) -> Path:
     """Three requests: one waiting, one copied, one denied (ids 1, 2, 3)."""
     path = tmp_path / "audit.db"
-    store = Store(path)
+    fill_audit_log(str(path))
+    return path
+
+
+def fill_audit_log(database: str) -> None:
+    """Three requests: one waiting, one copied, one denied (ids 1, 2, 3)."""
+    store = Store(database)
     store.create(
         new_request("waiting-copy"),
         state=State.PENDING_APPROVAL,
@@ -107,7 +112,6 @@ def db_path(tmp_path: Path) -> Iterator[Path]:
         deny_reason="wrong cluster",
     )
     store.close()
-    yield path
 
 
 def audit(db: Path | None, *args: str) -> subprocess.CompletedProcess[str]:
@@ -405,7 +409,8 @@ def test_audit_needs_nothing_but_the_standard_library(db_path: Path) -> None:
         "import sys, runpy; sys.argv = ['snapcopy', 'audit', '--limit', '1'];\n"
         "try:\n    runpy.run_module('bot', run_name='__main__')\nexcept SystemExit:\n    pass\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('pydantic', 'pydantic_settings', 'slack_bolt', 'slack_sdk', 'httpx', 'sqlite_utils'))\n"
+        "('pydantic', 'pydantic_settings', 'slack_bolt', 'slack_sdk', 'httpx', 'sqlite_utils',"
+        " 'psycopg', 'psycopg_pool'))\n"
         "print('HEAVY', heavy)\n"
     )
     result = subprocess.run(
@@ -422,7 +427,7 @@ def test_audit_needs_nothing_but_the_standard_library(db_path: Path) -> None:
 # --- reason, cancelled_by, names and links (issue 25) ---------------------------------------------
 
 
-def cancel_one(db_path: Path) -> None:
+def cancel_one(db_path: Path | str) -> None:
     store = Store(db_path)
     try:
         store.update(1, reason="INC-1234 disk full")

@@ -25,8 +25,9 @@ LARGE_ALLOWED = {"dws/standin.py"}
 # Imports inside functions that are not about cycles: the command line keeps `audit` free of
 # third-party imports, the sandbox's stand-in and Socket Mode load only when asked for, and
 # the stand-in checks itself against the official SDK only where that is installed.
-# PostgreSQL's driver is imported only where a PostgreSQL URL is used (store/*).
+# PostgreSQL's driver is imported only where a PostgreSQL URL is used (store/*, audit.py).
 LAZY_IMPORTS_ALLOWED = {
+    "audit.py",
     "cli.py",
     "app.py",
     "server.py",
