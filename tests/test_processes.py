@@ -112,6 +112,7 @@ def test_sigkill_right_after_acknowledged_clicks_keeps_every_approval(
     assert_copied_once_each(dws, restarted, requests)
 
 
+@pytest.mark.engines  # the same promise on PostgreSQL
 def test_two_processes_on_one_database_copy_and_post_each_request_once(
     start_process: StartServer, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
 ) -> None:
@@ -156,6 +157,7 @@ def test_messages_owed_at_a_sigkill_are_delivered_after_the_restart(
         time.sleep(0.05)
 
 
+@pytest.mark.engines  # the same promise on PostgreSQL
 def test_a_crash_loop_loses_duplicates_and_strands_nothing(
     start_process: StartServer, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
 ) -> None:
@@ -259,6 +261,7 @@ def assert_one_copy_each_and_no_stale_writes(
     return trails
 
 
+@pytest.mark.engines
 @pytest.mark.skipif(not _can_unshare(), reason="needs root to run unshare --pid --uts")
 def test_a_second_process_in_its_own_pid_namespace_leaves_live_work_alone(
     start_process: StartServer, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
@@ -279,6 +282,7 @@ def test_a_second_process_in_its_own_pid_namespace_leaves_live_work_alone(
     assert "lease lost" not in first.stderr()
 
 
+@pytest.mark.engines  # the same promise on PostgreSQL
 def test_a_holder_stopped_past_its_lease_is_taken_over_and_writes_nothing_after(
     start_process: StartServer, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
 ) -> None:
@@ -310,6 +314,7 @@ def test_a_holder_stopped_past_its_lease_is_taken_over_and_writes_nothing_after(
         assert copied[0]["details"]["adopted"] is True, "taken over: found by name"
 
 
+@pytest.mark.engines  # the same promise on PostgreSQL
 def test_a_copy_call_slower_than_the_lease_keeps_its_lease(
     start_process: StartServer, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
 ) -> None:
