@@ -8,16 +8,15 @@ they wait on the stand-ins, which live here too. Every step is signed just befor
 from __future__ import annotations
 
 import re
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 
 from bench import payloads
+from bench.dbread import Reader
 from bench.standins import WatchedSlack
 from bot.server import EVENTS_PATH
 from tests.harness import APPROVER, REQUESTER
@@ -46,9 +45,10 @@ class Flow:
 
 
 class FlowDriver:
-    def __init__(self, bot_url: str, db_path: Path, slack: WatchedSlack, source_id: str) -> None:
+    def __init__(self, bot_url: str, database: str, slack: WatchedSlack, source_id: str) -> None:
         self.bot_url = bot_url
-        self.db_path = db_path
+        self.database = database  # an SQLite file's path or a PostgreSQL URL
+        self.reader = Reader(database)
         self.slack = slack
         self.source_id = source_id
         self._local = threading.local()
@@ -63,21 +63,12 @@ class FlowDriver:
             self._local.http = client
         return client
 
-    @property
-    def db(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if conn is None:
-            # Read-only: the benchmark must not take the bot's write lock.
-            conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True)
-            self._local.db = conn
-        return conn
-
     def close_thread(self) -> None:
-        for name in ("http", "db"):
-            resource = getattr(self._local, name, None)
-            if resource is not None:
-                resource.close()
-                setattr(self._local, name, None)
+        client = getattr(self._local, "http", None)
+        if client is not None:
+            client.close()
+            self._local.http = None
+        self.reader.close_thread()
 
     # --- steps -------------------------------------------------------------------------------
 
@@ -115,7 +106,7 @@ class FlowDriver:
         deadline = time.monotonic() + STEP_TIMEOUT
         query = "SELECT message_ts FROM requests WHERE id = ?"
         while time.monotonic() < deadline:
-            row = self.db.execute(query, [request_id]).fetchone()
+            row = self.reader.one(query, [request_id])
             if row and row[0]:
                 return
             time.sleep(0.002)

@@ -58,7 +58,7 @@ class Ramp:
 
     def approvals(self, count: int) -> Summary:
         """Approve-to-reply, one flow at a time on an otherwise idle bot."""
-        forget_copies(self.dws, self.driver.db_path)
+        forget_copies(self.dws, self.driver.database)
         flows = [
             self.driver.full_flow(self._name("reply"), next(self._serial)) for _ in range(count)
         ]
@@ -71,7 +71,7 @@ class Ramp:
         steps = []
         for concurrency in concurrencies:
             # Each step starts from the same small catalogue.
-            forget_copies(self.dws, self.driver.db_path)
+            forget_copies(self.dws, self.driver.database)
             step = self.step(concurrency, seconds)
             steps.append(step)
             if not step.sustained:

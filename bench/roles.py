@@ -149,10 +149,10 @@ class RolesBench:
                 self._burst(slack, bot, requests, load, outcome)
                 # Every lookup of the group since the start: nothing else asks about it.
                 outcome.lookups.append(_lookups(slack) - before)
-                wait_until_idle(self._db)
+                wait_until_idle(str(self._db))
             finally:
                 bot.stop()
-            forget_copies(dws, self._db)
+            forget_copies(dws, str(self._db))
             _progress(f"{scenario.label}, burst {burst + 1}: {outcome.lookups[-1]} lookup(s)")
         return outcome
 
@@ -178,7 +178,7 @@ class RolesBench:
             bot.stop()
 
     def _made_by(self, bot: Served, slack: WatchedSlack, source_id: str, prefix: str) -> list[Flow]:
-        driver = FlowDriver(bot.url, self._db, slack, source_id)
+        driver = FlowDriver(bot.url, str(self._db), slack, source_id)
         try:
             flows = [Flow(f"roles-{prefix}-{n}") for n in range(self.plan.clicks)]
             for flow in flows:

@@ -193,7 +193,7 @@ class Bench:
             self.results.bare_start = statistics.median(times)
             try:
                 self.results.rss_idle = bot.rss_mb()
-                driver = FlowDriver(bot.url, self.workdir / "snapcopy.db", slack, source_id)
+                driver = FlowDriver(bot.url, str(self.workdir / "snapcopy.db"), slack, source_id)
                 self._measure(slack, dws, load, bot, bare, driver)
             finally:
                 bare.stop()
@@ -225,7 +225,7 @@ class Bench:
         self._flows(Ramp(driver, dws, worker))
         self.results.door.append(door.measure(bot, slack, self.plan.door_rounds))
         self.results.soak = soak(
-            driver, dws, worker, self.workdir / "snapcopy.db", count=self.plan.soak_flows
+            driver, dws, worker, str(self.workdir / "snapcopy.db"), count=self.plan.soak_flows
         )
         flat = self.results.soak
         _progress_line(
@@ -254,44 +254,7 @@ class Bench:
             _progress(f"{step.concurrency} flows at once", step.acks.p99)
 
     def _kinds(self, slack: WatchedSlack, driver: FlowDriver) -> list[Kind]:
-        """The kinds of request measured; the clicks need a pending and a handled request."""
-        pending = Flow("bench-pending")
-        driver.request_copy(pending)
-        handled = driver.full_flow("bench-handled", 0)
-        driver.close_thread()
-        serial = itertools.count(1)
-
-        def click(user: str, flow: Flow) -> Callable[[int], SlackRequest]:
-            return lambda n: payloads.approve_click(
-                slack, user, flow.button, flow.message_ts, next(serial)
-            )
-
-        return [
-            Kind(
-                "help",
-                "`/snapcopy help` (answered in the ack)",
-                None,
-                lambda n: payloads.command(slack, REQUESTER, "help", n),
-            ),
-            Kind(
-                "no-role",
-                "`/snapcopy` by a user with no role (refused after the ack)",
-                "response_url",
-                lambda n: payloads.command(slack, OUTSIDER, "", n),
-            ),
-            Kind(
-                "refused",
-                "Approve click, no approver role (refused)",
-                "chat.postEphemeral",
-                click(OUTSIDER, pending),
-            ),
-            Kind(
-                "handled",
-                "Approve click on a handled request",
-                "chat.postEphemeral",
-                click(APPROVER, handled),
-            ),
-        ]
+        return kinds(slack, driver)
 
     def _audit(self) -> None:
         plan = self.plan
@@ -306,6 +269,48 @@ class Bench:
         for key, args in commands.items():
             self.results.audit[key] = auditdb.time_command(args, env, self.workdir, plan.audit_runs)
         self.results.audit |= auditdb.time_list_queries(path, plan.query_runs)
+
+
+def kinds(slack: WatchedSlack, driver: FlowDriver, prefix: str = "bench") -> list[Kind]:
+    """The kinds of request measured; the clicks need a pending and a handled request (named
+    after `prefix`: the DWS stand-in refuses a name twice)."""
+    pending = Flow(f"{prefix}-pending")
+    driver.request_copy(pending)
+    handled = driver.full_flow(f"{prefix}-handled", 0)
+    driver.close_thread()
+    serial = itertools.count(1)
+
+    def click(user: str, flow: Flow) -> Callable[[int], SlackRequest]:
+        return lambda n: payloads.approve_click(
+            slack, user, flow.button, flow.message_ts, next(serial)
+        )
+
+    return [
+        Kind(
+            "help",
+            "`/snapcopy help` (answered in the ack)",
+            None,
+            lambda n: payloads.command(slack, REQUESTER, "help", n),
+        ),
+        Kind(
+            "no-role",
+            "`/snapcopy` by a user with no role (refused after the ack)",
+            "response_url",
+            lambda n: payloads.command(slack, OUTSIDER, "", n),
+        ),
+        Kind(
+            "refused",
+            "Approve click, no approver role (refused)",
+            "chat.postEphemeral",
+            click(OUTSIDER, pending),
+        ),
+        Kind(
+            "handled",
+            "Approve click on a handled request",
+            "chat.postEphemeral",
+            click(APPROVER, handled),
+        ),
+    ]
 
 
 def _progress(what: str, p99_ms: float, bare_p99_ms: float | None = None) -> None:

@@ -39,7 +39,7 @@ class Soak:
     after: Resources
 
 
-def resources(pid: int, db_path: Path) -> Resources:
+def resources(pid: int, db_path: str) -> Resources:
     fd_dir = Path(f"/proc/{pid}/fd")
     targets = []
     for fd in os.listdir(fd_dir):
@@ -55,7 +55,7 @@ def soak(
     driver: FlowDriver,
     dws: DwsStandIn,
     worker_pid: int,
-    db_path: Path,
+    db_path: str,
     *,
     count: int,
     concurrency: int = 8,

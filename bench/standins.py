@@ -8,14 +8,13 @@ would make the stand-in, not the bot, the slowest part of the system).
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+from bench.dbread import Reader
 from bot.dws import Snapshot
 from bot.dws.standin import DwsStandIn
 from tests.harness import DWS_AK, DWS_PROJECT_ID, DWS_SK, ONCALL_GROUP, ONCALL_MEMBER
@@ -119,19 +118,22 @@ def start_dws() -> tuple[DwsStandIn, Snapshot]:
 DRAIN_TIMEOUT = 120.0
 
 
-def wait_until_idle(db_path: Path, timeout: float = DRAIN_TIMEOUT) -> None:
+def wait_until_idle(database: str, timeout: float = DRAIN_TIMEOUT) -> None:
     """Until the bot owes no DWS job and no Slack message."""
     deadline = time.monotonic() + timeout
-    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:
+    reader = Reader(database)
+    try:
         while time.monotonic() < deadline:
-            (owed,) = db.execute("SELECT count(*) FROM work WHERE done_at IS NULL").fetchone()
-            if owed == 0:
+            found = reader.one("SELECT count(*) FROM work WHERE done_at IS NULL")
+            if found is not None and found[0] == 0:
                 return
             time.sleep(0.1)
+    finally:
+        reader.close_thread()
     raise TimeoutError(f"the bot still owed work after {timeout} s")
 
 
-def forget_copies(dws: DwsStandIn, db_path: Path) -> int:
+def forget_copies(dws: DwsStandIn, database: str) -> int:
     """Once the bot owes nothing (no copy still followed), drop the copies the benchmark made
     from the DWS stand-in; returns how many.
 
@@ -140,7 +142,7 @@ def forget_copies(dws: DwsStandIn, db_path: Path) -> int:
     and the ramp would measure the catalogue's size. Between ramp steps it goes back to the
     seeded handful. The stand-in has no delete call, hence its private state.
     """
-    wait_until_idle(db_path)
+    wait_until_idle(database)
     with dws._lock:
         copies = [key for key, record in dws._records.items() if record.created_at is not None]
         for key in copies:

