@@ -414,6 +414,15 @@ class BotProcess:
     process: subprocess.Popen[bytes]
     log_path: Path
     _log_file: Any
+    # Run through a prefix (`unshare …`): signals go to its whole group, since the prefix
+    # does not pass them on to the process it runs.
+    prefixed: bool = False
+
+    def _signal(self, signum: int) -> None:
+        if self.prefixed:
+            os.killpg(self.process.pid, signum)
+        else:
+            self.process.send_signal(signum)
 
     @staticmethod
     def spawn(
@@ -442,7 +451,7 @@ class BotProcess:
     def terminate(self, timeout: float = STOP_TIMEOUT) -> int:
         """SIGTERM and wait, like a platform stopping a dyno; returns the exit status."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self._signal(signal.SIGTERM)
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -465,7 +474,7 @@ class BotProcess:
         """Release everything; safe to call twice and after terminate() or kill()."""
         try:
             if self.process.poll() is None:
-                self.process.send_signal(signal.SIGTERM)
+                self._signal(signal.SIGTERM)
                 try:
                     return self.process.wait(STOP_TIMEOUT)
                 except subprocess.TimeoutExpired:
@@ -524,6 +533,7 @@ class ProcessServer(BotProcess, BotServer):
             env, cwd=cwd, serve_args=serve_args, log_path=log_path, prefix=prefix, module=module
         )
         server = cls(process, port=port, env=env, log_path=log_path, log_file=log_file)
+        server.prefixed = bool(prefix)
         try:
             server.wait_healthy(timeout)
         except BaseException:

@@ -261,7 +261,6 @@ def assert_one_copy_each_and_no_stale_writes(
     return trails
 
 
-@pytest.mark.engines
 @pytest.mark.skipif(not _can_unshare(), reason="needs root to run unshare --pid --uts")
 def test_a_second_process_in_its_own_pid_namespace_leaves_live_work_alone(
     start_process: StartServer, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
@@ -314,7 +313,6 @@ def test_a_holder_stopped_past_its_lease_is_taken_over_and_writes_nothing_after(
         assert copied[0]["details"]["adopted"] is True, "taken over: found by name"
 
 
-@pytest.mark.engines  # the same promise on PostgreSQL
 def test_a_copy_call_slower_than_the_lease_keeps_its_lease(
     start_process: StartServer, slack: SlackStandIn, dws: Any, dws_snapshots: list[Any]
 ) -> None:

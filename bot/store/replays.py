@@ -21,11 +21,12 @@ class SignedRequests(StoreParts):
 
     def remember_answer(self, signature: str, answer: Answer, *, wait: float) -> None:
         status, content_type, body = answer
-        with self._transaction(wait) as db:
-            db.execute(
-                "UPDATE replays SET status = ?, content_type = ?, body = ? WHERE signature = ?",
-                [status, content_type, body, signature],
-            )
+        # One statement on its own: no BEGIN and COMMIT around it (round trips on PostgreSQL).
+        self._write_once(
+            "UPDATE replays SET status = ?, content_type = ?, body = ? WHERE signature = ?",
+            [status, content_type, body, signature],
+            wait,
+        )
 
     def answer_for(self, signature: str) -> Answer | None:
         """What the first request with this signature was answered, once it was."""
