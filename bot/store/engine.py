@@ -86,6 +86,11 @@ class Engine(Protocol):
         """A connection for reads, each statement on its own."""
         ...
 
+    def statement(self, wait: float | None = None) -> AbstractContextManager[Db]:
+        """A connection for one statement that writes and commits on its own (no BEGIN and
+        COMMIT around it), in this process's turn to write."""
+        ...
+
     def write_once(self, sql: str, params: Sequence[Any], wait: float | None = None) -> int:
         """One statement that writes, as a transaction of its own; how many rows it changed."""
         ...

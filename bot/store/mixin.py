@@ -20,6 +20,9 @@ class StoreParts:
     def connection(self, wait: float | None = None) -> AbstractContextManager[Db]:
         raise NotImplementedError
 
+    def _statement(self, wait: float | None = None) -> AbstractContextManager[Db]:
+        raise NotImplementedError
+
     def _write_once(self, sql: str, params: list[Any], wait: float) -> int:
         raise NotImplementedError
 

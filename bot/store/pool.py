@@ -20,7 +20,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +185,10 @@ class Pool:
         BEGIN … COMMIT); returns how many rows it changed."""
         with self._turn(wait) as db:
             return int(db.execute(sql, params).rowcount)
+
+    def alone(self, wait: float | None = None) -> AbstractContextManager[SqliteDb]:
+        """This process's turn to write, for statements that each commit on their own."""
+        return self._turn(wait)
 
     @contextmanager
     def _turn(self, wait: float | None) -> Iterator[SqliteDb]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -142,6 +142,9 @@ class PostgresEngine:
             if wait is not None and wait > self.wait_seconds:
                 db.conn.execute(f"SET LOCAL lock_timeout = '{int(wait * 1000)}ms'")
             yield db
+
+    def statement(self, wait: float | None = None) -> AbstractContextManager[PostgresDb]:
+        return self.connection(wait)  # autocommit: each statement is a transaction
 
     def write_once(self, sql: str, params: Sequence[Any], wait: float | None = None) -> int:
         with self.connection(wait) as db:

@@ -35,7 +35,7 @@ def insert_row(db: Db, table: str, row: Mapping[str, Any]) -> int:
     columns = ", ".join(f"[{column}]" for column in row)
     marks = ", ".join("?" for _ in row)
     sql = f"INSERT INTO {table} ({columns}) VALUES ({marks}) RETURNING id"
-    return int(db.execute(sql, list(row.values())).fetchone()[0])
+    return int(db.execute(sql, list(row.values())).fetchall()[0][0])
 
 
 def update_request(db: Db, request_id: int, fields: Mapping[str, Any]) -> None:

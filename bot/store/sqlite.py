@@ -35,6 +35,9 @@ class SqliteEngine:
     def connection(self, wait: float | None = None) -> AbstractContextManager[SqliteDb]:
         return self._pool.connection(wait)
 
+    def statement(self, wait: float | None = None) -> AbstractContextManager[SqliteDb]:
+        return self._pool.alone(wait)
+
     def write_once(self, sql: str, params: Sequence[Any], wait: float | None = None) -> int:
         return self._pool.write_once(sql, list(params), wait)
 

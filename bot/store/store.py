@@ -103,6 +103,11 @@ class Store(WorkRows, SignedRequests):
     def engine(self) -> str:
         return self._engine.dialect.name
 
+    def _statement(self, wait: float | None = None) -> AbstractContextManager[Db]:
+        """A connection for one unfenced statement that commits on its own (a claim, a
+        renewal): on PostgreSQL, one round trip instead of three."""
+        return self._engine.statement(wait)
+
     def _write_once(self, sql: str, params: list[Any], wait: float) -> int:
         """One statement that writes, in a transaction of its own (not fenced: for tables no
         work writes)."""

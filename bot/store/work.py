@@ -27,7 +27,7 @@ class WorkRows(StoreParts):
 
     def claim(self, queue_name: Queue, worker: str, lease_seconds: float) -> Claimed | None:
         """Take the lease on one due row of `queue_name` (bot/work/queue.py), or None."""
-        with self._transaction() as db:
+        with self._statement() as db:  # one UPDATE … RETURNING: a transaction of its own
             return work_queue.claim(db, queue_name, worker, lease_seconds)
 
     def finish(
@@ -77,7 +77,7 @@ class WorkRows(StoreParts):
         """Renew the leases of `tokens`; returns the tokens still held."""
         if not tokens:
             return set()
-        with self._transaction() as db:
+        with self._statement() as db:  # one UPDATE
             return work_queue.renew(db, tokens, lease_seconds)
 
     def leases(self, queue_name: Queue) -> list[Lease]:

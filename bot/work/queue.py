@@ -117,7 +117,7 @@ def claim(db: Db, queue: Queue, worker: str, lease_seconds: float) -> Claimed | 
     """Take the lease on one due row of `queue`, or None when nothing is due."""
     now = clock.utcnow()
     token = secrets.token_hex(8)
-    row = db.execute(
+    rows = db.execute(
         f"""
         UPDATE work SET claimed_by = ?, lease_token = ?, lease_until = ?, beats = 0,
             attempts = attempts + 1
@@ -133,9 +133,10 @@ def claim(db: Db, queue: Queue, worker: str, lease_seconds: float) -> Claimed | 
         RETURNING id, queue, request_id, kind, payload, attempts, problem, created_at
         """,
         [worker, token, iso(now + timedelta(seconds=lease_seconds)), queue, iso(now), iso(now)],
-    ).fetchone()
-    if row is None:
+    ).fetchall()  # to the end: the statement, and so its commit, is complete
+    if not rows:
         return None
+    row = rows[0]
     return Claimed(
         id=row[0],
         queue=row[1],
@@ -209,16 +210,13 @@ def renew(db: Db, tokens: Sequence[str], lease_seconds: float) -> set[str]:
     """Count a beat for each lease still held by one of `tokens`; returns those still held.
     `lease_until` is only what a reader (or an older version) takes for the lease's end."""
     until = iso(clock.utcnow() + timedelta(seconds=lease_seconds))
-    kept: set[str] = set()
-    for token in tokens:
-        cursor = db.execute(
-            "UPDATE work SET beats = beats + 1, lease_until = ?"
-            " WHERE lease_token = ? AND done_at IS NULL",
-            [until, token],
-        )
-        if cursor.rowcount == 1:
-            kept.add(token)
-    return kept
+    marks = ", ".join("?" for _ in tokens)
+    rows = db.execute(
+        "UPDATE work SET beats = beats + 1, lease_until = ?"
+        f" WHERE lease_token IN ({marks}) AND done_at IS NULL RETURNING lease_token",
+        [until, *tokens],
+    ).fetchall()
+    return {str(row[0]) for row in rows}
 
 
 def leases(db: Db, queue: Queue) -> list[Lease]:

@@ -49,6 +49,8 @@ def test_opening_twice_migrates_once(database: str) -> None:
     first.create(new(), state=State.PENDING_APPROVAL, expires_at=None, actor="U0REQUEST")
     second = Store(database)
     assert [r.backup_name for r in second.find()] == ["copy-one"]
+    first.close()
+    second.close()
 
 
 def test_only_one_of_many_concurrent_transitions_wins(store: Store) -> None:
