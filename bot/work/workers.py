@@ -125,22 +125,28 @@ class Workers:
     def start(self) -> None:
         self.keeper.start()
         for number in range(self.threads):
+            # The first thread polls for work other processes add; the others mostly wait to
+            # be woken (a poll of every thread costs the database a read each).
+            poll = self.idle_seconds * (1 if number == 0 else self.threads)
             thread = threading.Thread(
-                target=self._loop, name=f"{self.queue}-worker-{number}", daemon=True
+                target=self._loop, args=(poll,), name=f"{self.queue}-worker-{number}", daemon=True
             )
             thread.start()
             self._running.append(thread)
 
     def wake(self) -> None:
-        """New work may be due now: look at once instead of at the next poll."""
+        """New work may be due now: one waiting thread looks at once instead of at its next
+        poll. A thread that claims a row wakes the next, so rows added together are taken in
+        parallel, and no thread looks for work that is not there (a herd of reads)."""
         with self._wakeup:
             self._generation += 1
-            self._wakeup.notify_all()
+            self._wakeup.notify()
 
     def stop(self, timeout: float) -> None:
         """Stop claiming, wait up to `timeout` for calls in flight, give back the leases."""
         self._stop.set()
-        self.wake()
+        with self._wakeup:
+            self._wakeup.notify_all()
         deadline = time.monotonic() + timeout
         for thread in self._running:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -156,7 +162,7 @@ class Workers:
         if released:
             log.info("work paused for shutdown", extra={"queue": self.queue, "requests": released})
 
-    def _loop(self) -> None:
+    def _loop(self, poll: float) -> None:
         while not self._stop.is_set():
             try:
                 wait = self._run_one()
@@ -167,7 +173,7 @@ class Workers:
                 log.exception("claiming work failed", extra={"queue": self.queue})
                 wait = self.idle_seconds
             if wait > 0:
-                self._sleep(wait)
+                self._sleep(min(wait, poll) if wait < self.idle_seconds else poll)
 
     def _trouble(self, error: StoreUnavailable) -> None:
         now = time.monotonic()
@@ -189,6 +195,7 @@ class Workers:
             # that is: the holder goes on to it when it is done.
             return self.idle_seconds
         self.keeper.hold(claimed)
+        self.wake()  # there may be more: the next thread looks
         try:
             result = self._handle(claimed)
             if result is not None and not self._apply(claimed, result):
@@ -234,12 +241,12 @@ class Workers:
         )
 
     def _sleep(self, seconds: float) -> None:
-        """Until `seconds` pass (at most one idle poll), a wake(), or stop()."""
+        """Until `seconds` pass, a wake(), or stop()."""
         with self._wakeup:
             generation = self._generation
             self._wakeup.wait_for(
                 lambda: self._generation != generation or self._stop.is_set(),
-                timeout=min(seconds, self.idle_seconds),
+                timeout=seconds,
             )
 
     def _until_due(self) -> float:
