@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -70,10 +71,13 @@ def test_a_zombie_holds_nothing() -> None:
     try:
         holder = dataclasses.replace(this_process(), pid=child.pid, start=_start(child.pid))
         child.kill()
-        for _ in range(200):  # until the kernel has made it a zombie (nobody reaps it yet)
+        deadline = time.monotonic() + 10
+        while True:  # until the kernel has made it a zombie (nobody reaps it yet)
             with open(f"/proc/{child.pid}/stat") as stat:
                 if stat.read().rpartition(")")[2].split()[0] == "Z":
                     break
+            assert time.monotonic() < deadline, "the killed child never became a zombie"
+            time.sleep(0.005)
         assert certainly_dead(holder.name)
     finally:
         child.wait()
