@@ -33,7 +33,9 @@ import os
 import re
 import sqlite3
 import subprocess
+import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -104,10 +106,14 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> TestPostgres:
-    """The test run's PostgreSQL server (tests/postgres.py), started on first use."""
-    shared = tmp_path_factory.getbasetemp().parent  # the same for every xdist worker
-    return TestPostgres(shared / "postgres")
+def postgres() -> TestPostgres:
+    """The test run's PostgreSQL server (tests/postgres.py), started on first use.
+
+    Its data lives outside pytest's numbered temporary directories: another pytest session
+    starting meanwhile deletes the oldest of those, and would pull a running server's files
+    away. The xdist workers of one run share it by the run's id."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID") or f"{os.getpid()}-{time.time_ns()}"
+    return TestPostgres(Path(tempfile.gettempdir()) / f"snapcopy-postgres-{run}")
 
 
 @pytest.fixture

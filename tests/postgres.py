@@ -6,8 +6,8 @@ run gets the same major version (18). The server listens on a Unix socket in its
 directory only, never on a network address.
 
 One server per test run, shared by the xdist workers (the wheel's `get_server(dir)` starts it
-once under a file lock and stops it after the last worker); each test gets a database of its
-own, so tests stay independent and parallel.
+once under a file lock, and stops and deletes it after the last worker); each test gets a
+database of its own, so tests stay independent and parallel.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class TestPostgres:
             pgdata.mkdir(exist_ok=True)
             with open(pgdata.parent / "postgres.lock", "w") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
-                self.server = get_server(pgdata, cleanup_mode="stop")
+                self.server = get_server(pgdata, cleanup_mode="delete")
         self.admin_url = self.server.get_uri()
         # The socket directory, e.g. postgresql://postgres:@/postgres?host=/tmp/x
         self.socket_dir = self.admin_url.split("host=", 1)[1]

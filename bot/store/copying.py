@@ -96,7 +96,7 @@ def _refuse_unless_empty(db: Db, database: Database) -> None:
 
 def _columns(db: Db, table: str) -> list[str]:
     cursor = db.execute(f"SELECT * FROM {table} LIMIT 0")
-    description: Sequence[Any] = cursor.description  # type: ignore[attr-defined]
+    description: Sequence[Any] = cursor.description
     return [column[0] for column in description]
 
 

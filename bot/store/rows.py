@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot.domain import CopyRequest
-from bot.store.engine import Db
+from bot.store.engine import Cursor, Db
 
 REQUEST_COLUMNS = tuple(CopyRequest.model_fields)
 # Columns that hold a JSON list.
@@ -38,9 +38,25 @@ def insert_row(db: Db, table: str, row: Mapping[str, Any]) -> int:
     return int(db.execute(sql, list(row.values())).fetchall()[0][0])
 
 
-def update_request(db: Db, request_id: int, fields: Mapping[str, Any]) -> None:
+def update_request(db: Db, request_id: int, fields: Mapping[str, Any]) -> CopyRequest | None:
+    """Set `fields` of a request; returns it as it is now (None when there is no such
+    request), read by the same statement rather than by another after the commit."""
     sets = ", ".join(f"[{column}] = ?" for column in fields)
-    db.execute(f"UPDATE requests SET {sets} WHERE id = ?", [*fields.values(), request_id])
+    return returned(
+        db.execute(
+            f"UPDATE requests SET {sets} WHERE id = ? RETURNING *", [*fields.values(), request_id]
+        )
+    )
+
+
+def returned(cursor: Cursor) -> CopyRequest | None:
+    """The request a statement with `RETURNING *` wrote, read to the end (so that, on SQLite,
+    the statement is complete)."""
+    rows = cursor.fetchall()
+    if not rows:
+        return None
+    keys = [column[0] for column in cursor.description]
+    return decode(dict(zip(keys, rows[0], strict=True)))
 
 
 def conditions(where: Mapping[str, Sequence[str | None]]) -> tuple[str, list[str]]:

@@ -31,7 +31,15 @@ from bot.errors import StoreUnavailable
 from bot.store.engine import Db, Duplicate, Engine
 from bot.store.pool import WAIT_SECONDS
 from bot.store.replays import SignedRequests
-from bot.store.rows import add_event, conditions, decode, encode, insert_row, update_request
+from bot.store.rows import (
+    add_event,
+    conditions,
+    decode,
+    encode,
+    insert_row,
+    returned,
+    update_request,
+)
 from bot.store.sqlite import SqliteEngine
 from bot.store.work import WorkRows
 from bot.work import fence
@@ -218,16 +226,19 @@ class Store(WorkRows, SignedRequests):
         marks = ", ".join("?" for _ in sources)
         guard, values = conditions(where or {})
         with self._transaction() as db:
-            cursor = db.execute(
-                f"UPDATE requests SET {sets} WHERE id = ? AND state IN ({marks}){guard}",
-                [*assignments.values(), request_id, *sources, *values],
+            updated = returned(
+                db.execute(
+                    f"UPDATE requests SET {sets} WHERE id = ? AND state IN ({marks}){guard}"
+                    " RETURNING *",
+                    [*assignments.values(), request_id, *sources, *values],
+                )
             )
-            if cursor.rowcount != 1:
+            if updated is None:
                 return None
             add_event(db, request_id, event, actor, details or {}, stamp)
             work_queue.add(db, request_id, work, stamp)
         self._added(work)
-        return self.require(request_id)
+        return updated
 
     def update(
         self,
@@ -241,14 +252,15 @@ class Store(WorkRows, SignedRequests):
     ) -> CopyRequest:
         """Change fields that are not the state (message ts, snapshot status, …)."""
         stamp = now_iso()
+        updated = None
         with self._transaction() as db:
             if fields:
-                update_request(db, request_id, {**encode(fields), "updated_at": stamp})
+                updated = update_request(db, request_id, {**encode(fields), "updated_at": stamp})
             if event:
                 add_event(db, request_id, event, actor, details or {}, stamp)
             work_queue.add(db, request_id, work, stamp)
         self._added(work)
-        return self.require(request_id)
+        return updated or self.require(request_id)
 
     def count_approval(
         self,
@@ -270,11 +282,13 @@ class Store(WorkRows, SignedRequests):
         """
         stamp = now_iso()
         work: Sequence[Work] = ()
+        request: CopyRequest | None = None
         with self._transaction() as db:
             rows = list(
                 db.query(f"SELECT * FROM requests WHERE id = ?{db.dialect.lock_row}", [request_id])
             )
-            if not rows or not waiting(decode(rows[0])):
+            request = decode(rows[0]) if rows else None  # as it is, under its row's lock
+            if request is None or not waiting(request):
                 outcome = "handled"
             elif not db.execute(
                 f"INSERT OR IGNORE INTO {table} (request_id, user_id, at) VALUES (?, ?, ?)",
@@ -293,11 +307,11 @@ class Store(WorkRows, SignedRequests):
                 counted = decide(users, int(rows[0]["approvals_needed"]))
                 work = counted.work
                 fields = {**encode(counted.fields), "updated_at": stamp}
-                update_request(db, request_id, fields)
+                request = update_request(db, request_id, fields)
                 add_event(db, request_id, counted.event, user_id, counted.details, stamp)
                 work_queue.add(db, request_id, work, stamp)
         self._added(work)
-        return outcome, self.require(request_id)
+        return outcome, request or self.require(request_id)
 
     def forget_delete_approvals(self, request_id: int) -> None:
         """A deletion that was called off: its approvals count for no later one."""
