@@ -177,6 +177,19 @@ def test_an_unreachable_server_is_named_without_its_password() -> None:
     assert PASSWORD not in trouble.value.detail + str(trouble.value)
 
 
+@pytest.mark.parametrize(
+    ("user", "database", "reason"),
+    [("postgres", "no_such_db", "unavailable"), ("no_such_role", "postgres", "refused")],
+)
+def test_a_missing_database_or_role_is_not_an_unreachable_server(
+    postgres: TestPostgres, user: str, database: str, reason: str
+) -> None:
+    with pytest.raises(StoreUnavailable) as trouble:
+        Store(postgres.url(database, user, PASSWORD), start_seconds=1.0)
+    assert trouble.value.reason == reason
+    assert "does not exist" in trouble.value.detail and PASSWORD not in trouble.value.detail
+
+
 @pytest.fixture
 def password_user(postgres: TestPostgres, pg_url: str) -> Iterator[str]:
     """A role that must give its password (scram), owning the test's database."""

@@ -234,10 +234,19 @@ def unavailable(error: psycopg.Error, database: PostgresUrl) -> StoreUnavailable
     reason = _REASONS.get(error.sqlstate or "")
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     if reason is None and isinstance(error, psycopg.OperationalError):
-        reason = "refused" if "password authentication failed" in text else "unreachable"
+        reason = _turned_away(text)
     if reason is None:
         return None
     return StoreUnavailable(reason, f"{database.where}: {text}")
+
+
+def _turned_away(text: str) -> str:
+    """Why a connection failed: the server's refusals carry no SQLSTATE, only their words."""
+    if "password authentication failed" in text or re.search(r'role "[^"]*" does not exist', text):
+        return "refused"
+    if re.search(r'database "[^"]*" does not exist', text):
+        return "unavailable"  # reached, but there is no such database to open
+    return "unreachable"
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
