@@ -135,8 +135,8 @@ def add_arguments(audit: argparse.ArgumentParser) -> None:
     audit.add_argument(
         "--db",
         metavar="PATH_OR_URL",
-        help="audit log to read: an SQLite file or a postgresql:// URL (default: $SNAPCOPY_DB, "
-        "else $DATABASE_URL)",
+        help="audit log to read: an SQLite file's PATH or a postgresql:// URL (default: "
+        "$SNAPCOPY_DB, else $DATABASE_URL, from the environment or .env, else ./snapcopy.db)",
     )
     audit.add_argument(
         "--names",

@@ -77,8 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     audit = commands.add_parser(
         "audit",
         help="print the audit log (read-only)",
-        description="Print the copy requests recorded in SNAPCOPY_DB, newest first. Opens the "
-        "database read-only.",
+        description="Print the copy requests recorded in the database (--db, else SNAPCOPY_DB, "
+        "else DATABASE_URL), newest first. Opens it read-only: an SQLite file read-only, "
+        "PostgreSQL in a READ ONLY transaction.",
     )
     audit_log.add_arguments(audit)
     audit.set_defaults(run=audit_log.run)
