@@ -10,6 +10,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,6 +58,13 @@ def db_path(tmp_path: Path) -> Path:
     path = tmp_path / "audit.db"
     fill_audit_log(str(path))
     return path
+
+
+@pytest.fixture
+def log(database: str) -> str:
+    """The same three requests, on the test's engine (tests marked `engines` run on both)."""
+    fill_audit_log(database)
+    return database
 
 
 def fill_audit_log(database: str) -> None:
@@ -114,7 +122,7 @@ def fill_audit_log(database: str) -> None:
     store.close()
 
 
-def audit(db: Path | None, *args: str) -> subprocess.CompletedProcess[str]:
+def audit(db: Path | str | None, *args: str) -> subprocess.CompletedProcess[str]:
     env = {"SNAPCOPY_DB": str(db)} if db is not None else {}
     return subprocess.run(
         [sys.executable, "-m", "bot", "audit", *args],
@@ -126,8 +134,9 @@ def audit(db: Path | None, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_json_has_every_contract_field(db_path: Path) -> None:
-    result = audit(db_path, "--format", "json")
+@pytest.mark.engines
+def test_json_has_every_contract_field(log: str) -> None:
+    result = audit(log, "--format", "json")
 
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
@@ -139,8 +148,9 @@ def test_json_has_every_contract_field(db_path: Path) -> None:
         assert set(row) == set(CopyRequest.model_fields) - {"token"} | {"cancelled_by"}
 
 
-def test_json_values_are_the_recorded_ones(db_path: Path) -> None:
-    rows = {row["id"]: row for row in json.loads(audit(db_path, "--format", "json").stdout)}
+@pytest.mark.engines
+def test_json_values_are_the_recorded_ones(log: str) -> None:
+    rows = {row["id"]: row for row in json.loads(audit(log, "--format", "json").stdout)}
 
     copied = rows[2]
     assert copied["state"] == "succeeded"
@@ -160,8 +170,9 @@ def test_json_values_are_the_recorded_ones(db_path: Path) -> None:
     assert rows[1]["state"] == "pending_approval"
 
 
-def test_csv_has_a_header_and_one_line_per_request(db_path: Path) -> None:
-    result = audit(db_path, "--format", "csv")
+@pytest.mark.engines
+def test_csv_has_a_header_and_one_line_per_request(log: str) -> None:
+    result = audit(log, "--format", "csv")
 
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
@@ -174,8 +185,9 @@ def test_csv_has_a_header_and_one_line_per_request(db_path: Path) -> None:
     assert json.loads(rows[0]["dws_request_ids"]) == []
 
 
-def test_table_is_aligned_and_readable(db_path: Path) -> None:
-    result = audit(db_path, "--format", "table")
+@pytest.mark.engines
+def test_table_is_aligned_and_readable(log: str) -> None:
+    result = audit(log, "--format", "table")
 
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -195,30 +207,35 @@ def test_table_is_aligned_and_readable(db_path: Path) -> None:
     assert "U0ADMIN" in body[0]
 
 
-def test_table_is_the_default_format(db_path: Path) -> None:
-    assert audit(db_path).stdout == audit(db_path, "--format", "table").stdout
+@pytest.mark.engines
+def test_table_is_the_default_format(log: str) -> None:
+    assert audit(log).stdout == audit(log, "--format", "table").stdout
 
 
-def test_state_filters_requests(db_path: Path) -> None:
-    result = audit(db_path, "--format", "json", "--state", "succeeded")
+@pytest.mark.engines
+def test_state_filters_requests(log: str) -> None:
+    result = audit(log, "--format", "json", "--state", "succeeded")
 
     assert [row["id"] for row in json.loads(result.stdout)] == [2]
 
 
-def test_state_can_be_repeated(db_path: Path) -> None:
-    result = audit(db_path, "--format", "json", "--state", "denied", "--state", "PENDING_APPROVAL")
+@pytest.mark.engines
+def test_state_can_be_repeated(log: str) -> None:
+    result = audit(log, "--format", "json", "--state", "denied", "--state", "PENDING_APPROVAL")
 
     assert [row["id"] for row in json.loads(result.stdout)] == [3, 1]
 
 
-def test_limit_keeps_the_newest(db_path: Path) -> None:
-    result = audit(db_path, "--format", "json", "--limit", "2")
+@pytest.mark.engines
+def test_limit_keeps_the_newest(log: str) -> None:
+    result = audit(log, "--format", "json", "--limit", "2")
 
     assert [row["id"] for row in json.loads(result.stdout)] == [3, 2]
 
 
-def test_events_show_the_trail(db_path: Path) -> None:
-    result = audit(db_path, "--format", "json", "--events")
+@pytest.mark.engines
+def test_events_show_the_trail(log: str) -> None:
+    result = audit(log, "--format", "json", "--events")
 
     assert result.returncode == 0, result.stderr
     events = json.loads(result.stdout)
@@ -237,8 +254,9 @@ def test_events_show_the_trail(db_path: Path) -> None:
     assert events[-1]["details"]["backup_name"] == "waiting-copy"
 
 
-def test_events_of_one_request_as_a_table(db_path: Path) -> None:
-    result = audit(db_path, "--events", "--request", "3")
+@pytest.mark.engines
+def test_events_of_one_request_as_a_table(log: str) -> None:
+    result = audit(log, "--events", "--request", "3")
 
     assert result.returncode == 0, result.stderr
     header, _, *body = result.stdout.splitlines()
@@ -309,22 +327,36 @@ def ids(result: subprocess.CompletedProcess[str]) -> list[int]:
     return [row["id"] for row in json.loads(result.stdout)]
 
 
-def backdate(path: Path, request_id: int, days: float) -> None:
-    stamp = (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-    with sqlite3.connect(path) as db:
-        db.execute("UPDATE requests SET created_at = ? WHERE id = ?", [stamp, request_id])
+def stamp(days_ago: float) -> str:
+    """The audit log's UTC timestamp of `days_ago` days ago (negative: ahead)."""
+    when = datetime.now(UTC) - timedelta(days=days_ago)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def test_since_and_until_take_dates_and_durations(db_path: Path) -> None:
-    backdate(db_path, 1, 10)
-    backdate(db_path, 2, 3)
+def change(database: str, request_id: int, **fields: Any) -> None:
+    """Set a request's fields as the bot would, on either engine."""
+    store = Store(database)
+    try:
+        store.update(request_id, **fields)
+    finally:
+        store.close()
 
-    assert ids(audit(db_path, "--format", "json", "--since", "7d")) == [3, 2]
-    assert ids(audit(db_path, "--format", "json", "--since", "12h")) == [3]
-    assert ids(audit(db_path, "--format", "json", "--until", "2d")) == [2, 1]
+
+def backdate(database: str, request_id: int, days: float) -> None:
+    change(database, request_id, created_at=stamp(days))
+
+
+@pytest.mark.engines
+def test_since_and_until_take_dates_and_durations(log: str) -> None:
+    backdate(log, 1, 10)
+    backdate(log, 2, 3)
+
+    assert ids(audit(log, "--format", "json", "--since", "7d")) == [3, 2]
+    assert ids(audit(log, "--format", "json", "--since", "12h")) == [3]
+    assert ids(audit(log, "--format", "json", "--until", "2d")) == [2, 1]
     five_days_ago = (datetime.now(UTC) - timedelta(days=5)).date().isoformat()
-    assert ids(audit(db_path, "--format", "json", "--since", five_days_ago)) == [3, 2]
-    assert ids(audit(db_path, "--format", "json", "--until", five_days_ago)) == [1]
+    assert ids(audit(log, "--format", "json", "--since", five_days_ago)) == [3, 2]
+    assert ids(audit(log, "--format", "json", "--until", five_days_ago)) == [1]
 
 
 def test_a_bad_date_is_a_clear_usage_error(db_path: Path) -> None:
@@ -334,6 +366,7 @@ def test_a_bad_date_is_a_clear_usage_error(db_path: Path) -> None:
     assert "neither a date" in result.stderr and "7d" in result.stderr
 
 
+@pytest.mark.engines
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
@@ -347,20 +380,37 @@ def test_a_bad_date_is_a_clear_usage_error(db_path: Path) -> None:
     ],
 )
 def test_requests_are_filtered_by_person_cluster_and_state(
-    db_path: Path, args: tuple[str, ...], expected: list[int]
+    log: str, args: tuple[str, ...], expected: list[int]
 ) -> None:
-    with sqlite3.connect(db_path) as db:
-        db.execute("UPDATE requests SET cluster_name = 'dws-prod' WHERE id = 2")
-        db.execute("UPDATE requests SET approved_by = 'U0APPROVE,U0ADMIN' WHERE id = 2")
+    change(log, 2, cluster_name="dws-prod", approved_by="U0APPROVE,U0ADMIN")
 
-    assert ids(audit(db_path, "--format", "json", *args)) == expected
+    assert ids(audit(log, "--format", "json", *args)) == expected
 
 
-def test_events_follow_the_filtered_requests(db_path: Path) -> None:
-    result = audit(db_path, "--format", "json", "--events", "--requester", "U0REQUEST")
+@pytest.mark.engines
+def test_events_follow_the_filtered_requests(log: str) -> None:
+    result = audit(log, "--format", "json", "--events", "--requester", "U0REQUEST")
 
     events = json.loads(result.stdout)
     assert [event["request_id"] for event in events] == [2, 2, 2, 2, 1]
+
+
+@pytest.mark.engines
+def test_expiring_keeps_copies_still_kept_whose_keep_until_comes_first(log: str) -> None:
+    change(log, 2, keep_until=stamp(-3))  # succeeded: kept for three more days
+    change(log, 3, keep_until=stamp(-1))  # denied: nothing to keep
+
+    assert ids(audit(log, "--format", "json", "--expiring", "7d")) == [2]
+    assert ids(audit(log, "--format", "json", "--expiring", "1d")) == []
+
+
+@pytest.mark.engines
+def test_break_glass_keeps_the_emergency_copies(log: str) -> None:
+    change(log, 2, break_glass=True)
+
+    rows = json.loads(audit(log, "--format", "json", "--break-glass").stdout)
+
+    assert [(row["id"], row["break_glass"]) for row in rows] == [(2, 1)]
 
 
 # --- read-only -----------------------------------------------------------------------------------
@@ -404,13 +454,14 @@ def test_the_audit_states_are_the_request_states() -> None:
 
 
 def test_audit_needs_nothing_but_the_standard_library(db_path: Path) -> None:
-    # It starts fast because it imports none of the serving stack.
+    # It starts fast because it imports none of the serving stack, nor PostgreSQL's driver
+    # and the store's engines, which only a PostgreSQL URL needs.
     probe = (
         "import sys, runpy; sys.argv = ['snapcopy', 'audit', '--limit', '1'];\n"
         "try:\n    runpy.run_module('bot', run_name='__main__')\nexcept SystemExit:\n    pass\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
         "('pydantic', 'pydantic_settings', 'slack_bolt', 'slack_sdk', 'httpx', 'sqlite_utils',"
-        " 'psycopg', 'psycopg_pool'))\n"
+        " 'psycopg', 'psycopg_pool') or m.startswith(('bot.store', 'bot.audit_postgres')))\n"
         "print('HEAVY', heavy)\n"
     )
     result = subprocess.run(
@@ -442,15 +493,16 @@ def cancel_one(db_path: Path | str) -> None:
         store.close()
 
 
-def test_the_table_has_the_reason_and_who_cancelled(db_path: Path) -> None:
-    cancel_one(db_path)
+@pytest.mark.engines
+def test_the_table_has_the_reason_and_who_cancelled(log: str) -> None:
+    cancel_one(log)
 
-    header, _, *body = audit(db_path).stdout.splitlines()
+    header, _, *body = audit(log).stdout.splitlines()
 
     assert "reason" in header.split() and "cancelled_by" in header.split()
     cancelled = body[-1]
     assert "U0ADMIN" in cancelled and "INC-1234 disk full" in cancelled
-    rows = {row["id"]: row for row in json.loads(audit(db_path, "--format", "json").stdout)}
+    rows = {row["id"]: row for row in json.loads(audit(log, "--format", "json").stdout)}
     assert rows[1]["cancelled_by"] == "U0ADMIN" and rows[2]["cancelled_by"] is None
 
 
