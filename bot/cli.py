@@ -171,6 +171,7 @@ def _started(serving: Callable[[], int | None], settings: Any) -> int:
     """Serve; a start-up that cannot go on is one message and exit status 2."""
     import sqlite3
 
+    from bot.database import BadUrl
     from bot.errors import ConfigError, StoreUnavailable
     from bot.slack.startup import TokenRefused
     from bot.store.engine import SchemaTooNew
@@ -182,6 +183,9 @@ def _started(serving: Callable[[], int | None], settings: Any) -> int:
         return EXIT_USAGE
     except StoreUnavailable as trouble:
         print(ConfigError([_unusable(settings.database.shown, trouble)]).render(), file=sys.stderr)
+        return EXIT_USAGE
+    except BadUrl as error:
+        print(ConfigError([f"SNAPCOPY_DB: {error}"]).render(), file=sys.stderr)
         return EXIT_USAGE
     except SchemaTooNew as too_new:
         problem = f"SNAPCOPY_DB: {settings.database.shown}: {too_new}"

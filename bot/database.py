@@ -58,6 +58,22 @@ class PostgresUrl:
     def secrets(self) -> list[str]:
         return [self.password] if self.password else []
 
+    def redact(self, text: str) -> str:
+        """`text` without the password, as given in the URL or percent-decoded: a driver's
+        message may quote either."""
+        try:
+            given = urlsplit(self.url).password
+        except ValueError:
+            given = None
+        for secret in filter(None, (given, self.password)):
+            text = text.replace(secret, "…")
+        return text
+
+
+class BadUrl(ValueError):
+    """A PostgreSQL URL whose words the driver refuses (an unknown parameter, a bad escape);
+    the message is one sentence, without the password."""
+
 
 Database = SqliteFile | PostgresUrl
 

@@ -16,7 +16,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.app import dws_clients, slack_proxy
-from bot.database import PostgresUrl
+from bot.database import BadUrl, PostgresUrl
 from bot.dws import DwsError
 from bot.errors import ConfigError, StoreUnavailable
 from bot.policy import Policy, load_policy
@@ -136,6 +136,8 @@ def _postgres(database: PostgresUrl) -> Check:
         found = status(database)
     except StoreUnavailable as trouble:
         return Check("database", False, f"{database.shown} {trouble.what} ({trouble.detail})", fix)
+    except BadUrl as error:
+        return Check("database", False, str(error), fix)
     if found.too_new:
         return Check("database", False, found.lines()[-1], "run the newer snapcopy release")
     if found.missing_privileges:

@@ -216,6 +216,7 @@ def test_a_refused_password_says_so_without_showing_it(
     [
         ("postgresql://bot@db.example", "names no database"),
         (f"postgresql://bot:{PASSWORD}@localhost/x?host=/nonexistent/dir", "cannot be reached"),
+        (f"postgresql://bot:{PASSWORD}@localhost/x?colour=blue", "cannot be used"),
     ],
 )
 def test_serve_refuses_a_bad_url_and_an_unreachable_server_in_one_sentence(

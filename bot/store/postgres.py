@@ -25,9 +25,10 @@ from typing import Any
 import psycopg
 import psycopg_pool
 from psycopg import errors
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
-from bot.database import PostgresUrl
+from bot.database import BadUrl, PostgresUrl
 from bot.errors import StoreUnavailable
 from bot.store.engine import POSTGRES, Cursor, Duplicate
 from bot.store.pool import WAIT_SECONDS
@@ -89,6 +90,7 @@ class PostgresEngine:
         wait_seconds: float = WAIT_SECONDS,
         connect_seconds: float = CONNECT_SECONDS,
     ) -> None:
+        _check_url(database)
         self.database = database
         self.wait_seconds = wait_seconds
         self._connect_seconds = connect_seconds
@@ -211,6 +213,16 @@ class PostgresEngine:
             pass
         finally:
             self._purging.release()
+
+
+def _check_url(database: PostgresUrl) -> None:
+    """Refuse, in one sentence, a URL whose words libpq would refuse (an unknown parameter, a
+    bad escape): found now, rather than as a driver's error at the first connection."""
+    try:
+        conninfo_to_dict(database.url)
+    except psycopg.ProgrammingError as error:
+        said = database.redact(str(error).strip().splitlines()[0] or type(error).__name__)
+        raise BadUrl(f"the PostgreSQL URL {database.shown} cannot be used ({said}).") from None
 
 
 # SQLSTATEs that are the database's trouble, not a statement's, by StoreUnavailable reason.
