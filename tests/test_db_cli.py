@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -89,18 +90,35 @@ def rows(database: str, table: str) -> list[tuple[Any, ...]]:
     )
 
 
+def older_file(path: Path, version: int) -> None:
+    """An SQLite file at schema `version`, as the release of that version made it: its
+    migrations applied by hand, not by this snapcopy's store."""
+    with closing(sqlite3.connect(path)) as conn:
+        for script in MIGRATIONS[:version]:
+            conn.executescript(script)
+        conn.execute(f"PRAGMA user_version = {version}")
+
+
+def one_sentence(err: str) -> None:
+    assert err.count("\n") == 1 and err.rstrip().endswith("."), err
+
+
 def test_status_of_a_new_file_a_current_one_and_postgresql(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, pg_url: str
 ) -> None:
     path = tmp_path / "snapcopy.db"
     code, out, _ = run(capsys, "status", "--db", str(path))
-    assert code == 0 and "engine: sqlite" in out
+    assert code == 0 and "engine: sqlite" in out and f"database: {path} (no file yet" in out
     assert f"migrations pending: {len(MIGRATIONS)}" in out
+    assert not path.exists(), "status makes no file"
     Store(path).close()
     code, out, _ = run(capsys, "status", "--db", str(path))
+    assert code == 0 and f"database: {path}\nserver: SQLite 3." in out
+    assert f"schema version: {len(MIGRATIONS)} (this snapcopy knows {len(MIGRATIONS)})" in out
     assert "migrations pending: none" in out
     code, out, _ = run(capsys, "status", "--db", pg_url)
-    assert code == 0 and "engine: postgresql" in out and "PostgreSQL 18" in out
+    assert code == 0 and "engine: postgresql" in out and "server: PostgreSQL 18" in out
+    assert "database: postgresql://postgres@/" in out and ":5432/t_" in out, "the socket's dir"
 
 
 def test_status_of_a_database_newer_than_this_snapcopy_exits_1(
@@ -108,11 +126,36 @@ def test_status_of_a_database_newer_than_this_snapcopy_exits_1(
 ) -> None:
     path = tmp_path / "snapcopy.db"
     Store(path).close()
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn:
         conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 2}")
     code, out, _ = run(capsys, "status", "--db", str(path))
     assert code == 1
-    assert "newer than this snapcopy" in out
+    assert f"newer than this snapcopy: its schema is version {len(MIGRATIONS) + 2}" in out
+
+
+def test_status_counts_the_migrations_an_older_file_lacks(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "old.db"
+    older_file(path, 7)
+    code, out, _ = run(capsys, "status", "--db", str(path))
+    assert code == 0
+    assert f"schema version: 7 (this snapcopy knows {len(MIGRATIONS)})" in out
+    assert f"migrations pending: {len(MIGRATIONS) - 7} (applied at the next start)" in out
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (7,), "status only reads"
+
+
+def test_status_of_a_postgresql_database_newer_than_this_snapcopy_exits_1(
+    capsys: pytest.CaptureFixture[str], pg_url: str
+) -> None:
+    Store(pg_url).close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO schema_version (version) VALUES (%s)", [len(MIGRATIONS) + 1])
+    code, out, _ = run(capsys, "status", "--db", pg_url)
+    assert code == 1
+    assert f"schema version: {len(MIGRATIONS) + 1} (this snapcopy knows {len(MIGRATIONS)})" in out
+    assert "The database is newer than this snapcopy" in out
 
 
 def test_status_reads_snapcopy_db_then_database_url(
@@ -121,9 +164,12 @@ def test_status_reads_snapcopy_db_then_database_url(
     monkeypatch.setenv("DATABASE_URL", pg_url)
     code, out, _ = run(capsys, "status")
     assert code == 0 and "engine: postgresql" in out
-    monkeypatch.setenv("SNAPCOPY_DB", "chosen.db")
+    Path(".env").write_text("SNAPCOPY_DB=chosen.db\n", encoding="utf-8")
     code, out, _ = run(capsys, "status")
-    assert "engine: sqlite" in out and "chosen.db" in out
+    assert "engine: sqlite" in out and "chosen.db" in out, "SNAPCOPY_DB in .env wins"
+    monkeypatch.setenv("SNAPCOPY_DB", "other.db")
+    code, out, _ = run(capsys, "status")
+    assert "other.db" in out, "the environment wins over .env"
 
 
 def test_an_unreachable_database_is_one_sentence_without_the_password(
@@ -197,15 +243,18 @@ def test_a_database_of_the_previous_release_copies_to_postgresql(
 
 
 @pytest.mark.process
-def test_db_status_as_a_command(tmp_path: Path) -> None:
-    Store(tmp_path / "snapcopy.db").close()
+def test_db_status_as_a_command_reads_database_url_from_dotenv(tmp_path: Path, pg_url: str) -> None:
+    # No Slack or cloud setting at all: `db status` needs only where the database is.
+    (tmp_path / ".env").write_text(f"DATABASE_URL={pg_url}\n", encoding="utf-8")
     result = subprocess.run(
         [sys.executable, "-m", "bot", "db", "status"],
-        env=subprocess_env({"SNAPCOPY_DB": str(tmp_path / "snapcopy.db")}),
+        cwd=tmp_path,
+        env=subprocess_env({}),
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "migrations pending: none" in result.stdout
+    assert "engine: postgresql" in result.stdout
+    assert f"migrations pending: {len(MIGRATIONS)}" in result.stdout

@@ -62,18 +62,19 @@ def status(database: Database) -> Status:
     Raises StoreUnavailable when it cannot be read."""
     if isinstance(database, PostgresUrl):
         return _postgres(database)
-    path = database.path
+    path, server = database.path, f"SQLite {sqlite3.sqlite_version}"
     if not path.exists():
-        return Status("sqlite", str(path), 0)
+        return Status("sqlite", f"{path} (no file yet: made at the first start)", 0, server=server)
     try:
-        conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=5)
+        # Read-only, by a URI so that no file is made and nothing is written.
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
         try:
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         finally:
             conn.close()
     except sqlite3.Error as error:
         raise StoreUnavailable("unavailable", f"{path}: {error}") from error
-    return Status("sqlite", str(path), version, server=f"SQLite {sqlite3.sqlite_version}")
+    return Status("sqlite", str(path), version, server=server)
 
 
 def _postgres(database: PostgresUrl) -> Status:
