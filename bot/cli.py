@@ -212,7 +212,8 @@ def _db_status(args: argparse.Namespace) -> int:
         print(f"snapcopy db status: {error}", file=sys.stderr)
         return EXIT_USAGE
     except StoreUnavailable as trouble:
-        print(f"snapcopy db status: {_unusable(database.shown, trouble)}", file=sys.stderr)
+        problem = _db_unusable("the database", database.shown, trouble)
+        print(f"snapcopy db status: {problem}", file=sys.stderr)
         return EXIT_USAGE
     print("\n".join(found.lines()))
     return 1 if found.too_new else 0
@@ -221,20 +222,32 @@ def _db_status(args: argparse.Namespace) -> int:
 def _db_copy(args: argparse.Namespace) -> int:
     from bot.database import parse
     from bot.errors import StoreUnavailable
-    from bot.store.copying import CopyRefused, copy_database
-    from bot.store.engine import SchemaTooNew
+    from bot.store.copying import CopyRefused, Unusable, copy_database
 
     try:
         source, target = parse(args.source, "SOURCE"), parse(args.target, "TARGET")
         copied = copy_database(source, target)
-    except (ValueError, CopyRefused, SchemaTooNew) as error:
+    except (ValueError, CopyRefused) as error:
         print(f"snapcopy db copy: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except Unusable as unusable:
+        problem = _db_unusable(unusable.side, unusable.database.shown, unusable.trouble)
+        print(f"snapcopy db copy: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     except StoreUnavailable as trouble:
-        print(f"snapcopy db copy: {trouble.detail}: {trouble}", file=sys.stderr)
+        print(
+            f"snapcopy db copy: the copy broke off and TARGET keeps none of it: a database "
+            f"{trouble.what} ({trouble.detail}); {_FIXES[trouble.reason]}, then copy again.",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     print("\n".join(copied.lines()))
     return 0 if copied.matches else 1
+
+
+def _db_unusable(name: str, shown: str, trouble: Any) -> str:
+    """One sentence for `snapcopy db`: which database, what is wrong, what to do."""
+    return f"{name} {shown} {trouble.what} ({trouble.detail}); {_FIXES[trouble.reason]}."
 
 
 # What to do about a database that cannot be used at start-up, by StoreUnavailable.reason.

@@ -71,6 +71,7 @@ def fill(store: Store) -> None:
         actor=None,
     )
     store.add_dws_request_id(copying.id, "dws-1")
+    store.add_work(waiting.id, [Work(Queue.SLACK, "remind", {"in": 3})])
     store.record_event(None, "group_members_changed", None, {"group": "S0ONCALL"})
     store.first_delivery("Ev1")
     store.first_sight("v0=sig", "2030-01-01T00:00:00.000Z", wait=1.0)
@@ -179,6 +180,28 @@ def test_an_unreachable_database_is_one_sentence_without_the_password(
     code, out, err = run(capsys, "status", "--db", url)
     assert code == 2 and "/nonexistent/dir" in err and "cannot be reached" in err
     assert PASSWORD not in out + err
+    one_sentence(err)
+    code, out, err = run(capsys, "copy", url, "copy.db")
+    assert code == 2 and "SOURCE postgresql://bot@/nonexistent/dir" in err
+    assert PASSWORD not in out + err
+    one_sentence(err)
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        (f"postgresql://bot:{PASSWORD}@db.example/x?colour=blue", '"colour"'),
+        ("postgresql://bot:Copy%zz@db.example/x", "percent-encoded"),
+    ],
+)
+def test_a_url_libpq_cannot_read_is_one_sentence_without_the_password(
+    capsys: pytest.CaptureFixture[str], url: str, said: str
+) -> None:
+    code, out, err = run(capsys, "status", "--db", url)
+    assert code == 2 and "the PostgreSQL URL postgresql://bot@db.example:5432/x cannot" in err
+    assert said in err
+    assert PASSWORD not in out + err and "Copy%zz" not in out + err
+    one_sentence(err)
 
 
 @pytest.mark.parametrize("direction", ["sqlite-to-postgresql", "postgresql-to-sqlite"])
@@ -196,8 +219,13 @@ def test_copy_keeps_every_row_and_new_requests_get_new_ids(
     assert "every count matches" in out
     for table in TABLES:
         assert rows(target, table) == rows(source, table), table
-
     copied = Store(target)
+    with copied.connection() as db:
+        sizes = db.execute("SELECT source_size, approved_by FROM requests").fetchall()
+        (body,) = db.execute("SELECT body FROM replays").fetchone()
+    assert [tuple(row) for row in sizes] == [(180.4, None), (180.4, None)], "REAL and NULL"
+    assert bytes(body) == b"\x00{}", "a BLOB is bytea and back"
+
     later = copied.create(
         new("after-the-move"), state=State.PENDING_APPROVAL, expires_at=None, actor="U0REQUEST"
     )
@@ -209,14 +237,35 @@ def test_copy_keeps_every_row_and_new_requests_get_new_ids(
 def test_copy_refuses_a_target_that_is_not_empty(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, pg_url: str
 ) -> None:
-    for database in (str(tmp_path / "a.db"), pg_url):
-        store = Store(database)
-        fill(store)
-        store.close()
-    code, _, err = run(capsys, "copy", str(tmp_path / "a.db"), pg_url)
-    assert code == 2 and "is not empty" in err
+    store = Store(pg_url)
+    fill(store)
+    store.close()
+    older = tmp_path / "old.db"
+    older_file(older, len(MIGRATIONS) - 1)
+    with closing(sqlite3.connect(older)) as conn, conn:
+        insert_old_rows(conn)
+    code, _, err = run(capsys, "copy", str(older), pg_url)
+    assert code == 2 and "is not empty (it holds requests, events, approvals, work)" in err
+    one_sentence(err)
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT count(*) FROM requests").fetchone() == (2,)
+    with closing(sqlite3.connect(older)) as conn:
+        version = conn.execute("PRAGMA user_version").fetchone()
+    assert version == (len(MIGRATIONS) - 1,), "a refused copy migrates no source"
+
+
+def test_copy_refuses_a_source_newer_than_this_snapcopy(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, pg_url: str
+) -> None:
+    path = tmp_path / "newer.db"
+    Store(path).close()
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    code, _, err = run(capsys, "copy", str(path), pg_url)
+    assert code == 2 and f"SOURCE {path} is newer than this snapcopy" in err
+    one_sentence(err)
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT to_regclass('requests')").fetchone() == (None,)
 
 
 def test_copy_of_a_missing_source_or_a_bad_url_is_refused(
@@ -226,6 +275,55 @@ def test_copy_of_a_missing_source_or_a_bad_url_is_refused(
     assert code == 2 and "there is no database" in err
     code, _, err = run(capsys, "copy", str(tmp_path / "nope.db"), "mysql://h/db")
     assert code == 2 and "mysql://" in err
+
+
+def insert_old_rows(conn: sqlite3.Connection) -> None:
+    """Rows as the previous release wrote them (no request token yet), by hand."""
+    conn.execute(
+        "INSERT INTO requests (id, state, source_snapshot_id, backup_name, requested_by,"
+        " created_at, updated_at, source_size, approvals_needed)"
+        " VALUES (7, 'copying', 'snap-1', 'old-copy', 'U0REQUEST', '2030-01-01T00:00:00Z',"
+        " '2030-01-01T00:00:00Z', 12.5, 2)"
+    )
+    conn.execute(
+        "INSERT INTO events (id, request_id, kind, actor, at) VALUES"
+        " (40, 7, 'requested', 'U0REQUEST', '2030-01-01T00:00:00Z'),"
+        " (41, 7, 'approval', 'U0APPROVE', '2030-01-01T00:01:00Z')"
+    )
+    conn.execute("INSERT INTO approvals VALUES (7, 'U0APPROVE', '2030-01-01T00:01:00Z')")
+    conn.execute(
+        "INSERT INTO work (id, queue, request_id, kind, due_at, created_at)"
+        " VALUES (9, 'dws', 7, 'copy', '2030-01-01T00:01:00Z', '2030-01-01T00:01:00Z')"
+    )
+    conn.execute("INSERT INTO replays VALUES ('v0=old', '2030-01-01', 200, 'text/plain', x'00ff')")
+
+
+def test_a_file_of_the_previous_schema_is_migrated_then_copied(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, pg_url: str
+) -> None:
+    path = tmp_path / "old.db"
+    older_file(path, len(MIGRATIONS) - 1)
+    with closing(sqlite3.connect(path)) as conn, conn:
+        insert_old_rows(conn)
+    code, out, err = run(capsys, "copy", str(path), pg_url)
+    assert code == 0, err
+    assert (
+        f"SOURCE was at schema version {len(MIGRATIONS) - 1}: migrated it to version "
+        f"{len(MIGRATIONS)} first." in out
+    )
+    for table in TABLES:
+        assert rows(pg_url, table) == rows(str(path), table), table
+    store = Store(pg_url)
+    (old,) = store.find()
+    assert (old.id, old.backup_name, old.source_size) == (7, "old-copy", 12.5)
+    assert old.token, "the migration gave it a token, and the copy kept it"
+    assert (
+        store.create(
+            new("next"), state=State.PENDING_APPROVAL, expires_at=None, actor="U0REQUEST"
+        ).id
+        == 8
+    )
+    store.close()
 
 
 def test_a_database_of_the_previous_release_copies_to_postgresql(

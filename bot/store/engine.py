@@ -59,6 +59,13 @@ class Cursor(Protocol):
 
     def fetchall(self) -> list[Any]: ...
 
+    def fetchmany(self, size: int = ...) -> list[Any]: ...
+
+    @property
+    def description(self) -> Any:
+        """The columns of a query's rows: each a sequence whose first item is the name."""
+        ...
+
 
 class Db(Protocol):
     """One connection, for one operation or transaction."""
