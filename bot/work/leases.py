@@ -108,8 +108,10 @@ class Keeper:
 
     def expire_stale(self) -> list[Lease]:
         """End other holders' leases whose beats stood still for a whole lease."""
-        now = self.monotonic()
         seen = {lease.id: lease for lease in self.store.leases(self.queue)}
+        # Read after the leases: a stall during the read (a pause, a wait for a connection)
+        # must not count as time they were seen standing still.
+        now = self.monotonic()
         watched: dict[int, tuple[Lease, float]] = {}
         for row_id, lease in seen.items():
             if lease.holder == self.holder:

@@ -21,7 +21,7 @@ from bot.domain import NewRequest, State
 from bot.store import Store
 from bot.work.fence import LeaseLost, holding
 from bot.work.leases import Keeper
-from bot.work.queue import Claimed, Queue, Work
+from bot.work.queue import Claimed, Lease, Queue, Work
 from bot.work.workers import Done, Result, Workers
 
 
@@ -97,6 +97,27 @@ def test_a_lease_runs_out_only_after_its_beats_stood_still_for_a_whole_lease(sto
     assert ended.id == row.id
     assert store.events(row.request_id)[-1]["kind"] == "lease_expired"
     assert store.claim(Queue.DWS, "holder-b", 30) is not None
+
+
+def test_a_watcher_paused_while_it_reads_the_leases_does_not_count_the_pause(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    request_with(store, Work(Queue.DWS, "copy"))
+    claimed(store)
+    clock = Monotonic()
+    watching = watcher(store, clock)
+    read = store.leases
+
+    def stalled(queue: Queue) -> list[Lease]:
+        clock.now += 29  # the watcher stalls (GC, SIGSTOP, a pool wait) before the read returns
+        return read(queue)
+
+    monkeypatch.setattr(store, "leases", stalled)
+    assert watching.expire_stale() == []  # first seen
+    monkeypatch.setattr(store, "leases", read)
+    clock.now += 2  # the holder's renewal is a moment late
+    assert watching.expire_stale() == [], "seen standing still for 2 s, not 31"
+    assert store.claim(Queue.DWS, "holder-b", 30) is None
 
 
 @pytest.mark.parametrize("seconds", [600, -600, 180])
