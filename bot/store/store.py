@@ -44,7 +44,7 @@ from bot.store.sqlite import SqliteEngine
 from bot.store.work import WorkRows
 from bot.work import fence
 from bot.work import queue as work_queue
-from bot.work.queue import Work
+from bot.work.queue import Queue, Work
 
 POOL_SIZE = 8
 # How long opening the store waits for another process's writer (a deploy's overlap).
@@ -100,7 +100,7 @@ class Store(WorkRows, SignedRequests):
         # The SQLite file (None on PostgreSQL): tests and tools look at it.
         self.path = database.path if isinstance(database, SqliteFile) else None
         self._engine = open_engine(database, pool_size, wait_seconds)
-        self._work_listeners: list[Callable[[], None]] = []
+        self._work_listeners: list[Callable[[Queue], None]] = []
         try:
             self._engine.migrate(start_seconds)
         except BaseException:
@@ -139,15 +139,15 @@ class Store(WorkRows, SignedRequests):
     def close(self) -> None:
         self._engine.close()
 
-    def on_new_work(self, listener: Callable[[], None]) -> None:
-        """Call `listener` after every commit that added work (the workers wake up)."""
+    def on_new_work(self, listener: Callable[[Queue], None]) -> None:
+        """Call `listener` with each queue that a commit added work to (its workers wake up)."""
         self._work_listeners.append(listener)
 
     def _added(self, work: Sequence[Work]) -> None:
         """After a commit that added `work`: tell whoever waits for it."""
-        if work:
+        for queue_name in {item.queue for item in work}:
             for listener in self._work_listeners:
-                listener()
+                listener(queue_name)
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         with self.connection() as db:

@@ -134,10 +134,18 @@ class Workers:
             thread.start()
             self._running.append(thread)
 
-    def wake(self) -> None:
+    def wake(self, added_to: Queue | None = None) -> None:
         """New work may be due now: one waiting thread looks at once instead of at its next
         poll. A thread that claims a row wakes the next, so rows added together are taken in
-        parallel, and no thread looks for work that is not there (a herd of reads)."""
+        parallel, and no thread looks for work that is not there (a herd of reads).
+
+        `added_to`: the queue a commit added work to. Only its own workers wake, and none
+        when the work was added by one of them: that thread claims again as soon as its row
+        is done."""
+        if added_to is not None and (
+            added_to != self.queue or threading.current_thread() in self._running
+        ):
+            return
         with self._wakeup:
             self._generation += 1
             self._wakeup.notify()
@@ -163,17 +171,21 @@ class Workers:
             log.info("work paused for shutdown", extra={"queue": self.queue, "requests": released})
 
     def _loop(self, poll: float) -> None:
+        ran = False
         while not self._stop.is_set():
+            # Taken before looking: a wake() while this thread looks is not lost.
+            generation = self._generation
             try:
-                wait = self._run_one()
+                wait = self._run_one(ran)
             except StoreUnavailable as error:
                 self._trouble(error)
                 wait = self.idle_seconds
             except Exception:
                 log.exception("claiming work failed", extra={"queue": self.queue})
                 wait = self.idle_seconds
+            ran = wait == 0
             if wait > 0:
-                self._sleep(min(wait, poll) if wait < self.idle_seconds else poll)
+                self._sleep(min(wait, poll) if wait < self.idle_seconds else poll, generation)
 
     def _trouble(self, error: StoreUnavailable) -> None:
         now = time.monotonic()
@@ -184,18 +196,26 @@ class Workers:
                 extra={"queue": self.queue, "reason": error.reason, "error": error.detail},
             )
 
-    def _run_one(self) -> float:
-        """Run one due row; returns how long to sleep before looking again (0: at once)."""
-        wait = max(self.hold_off(), self._until_due())
+    def _run_one(self, ran: bool) -> float:
+        """Run one due row; returns how long to sleep before looking again (0: at once).
+
+        `ran`: this thread has just run a row. Work tends to come in runs, so it claims at once
+        rather than first reading when the next row is due (a statement less per row); an idle
+        thread reads first, so no write is made while there is nothing to do."""
+        wait = self.hold_off() or (0.0 if ran else self._until_due())
         if wait > 0:
-            return wait  # a read found nothing due: no write lock taken while idle
+            return wait
         claimed = self.store.claim(self.queue, self.holder, self.lease_seconds)
         if claimed is None:
             # What was due is held by another thread, or waits behind a row of its request
-            # that is: the holder goes on to it when it is done.
-            return self.idle_seconds
+            # that is: the holder goes on to it when it is done. After a run, the read says
+            # how long to sleep.
+            return (self._until_due() if ran else 0.0) or self.idle_seconds
         self.keeper.hold(claimed)
-        self.wake()  # there may be more: the next thread looks
+        if not ran:
+            # Woken for new work: there may be more, so the next thread looks. A thread that
+            # goes on from its own run does not: it will look again itself.
+            self.wake()
         try:
             result = self._handle(claimed)
             if result is not None and not self._apply(claimed, result):
@@ -240,10 +260,9 @@ class Workers:
             extra={"queue": self.queue, "work_id": claimed.id, "kind": claimed.kind},
         )
 
-    def _sleep(self, seconds: float) -> None:
-        """Until `seconds` pass, a wake(), or stop()."""
+    def _sleep(self, seconds: float, generation: int) -> None:
+        """Until `seconds` pass, a wake() since `generation`, or stop()."""
         with self._wakeup:
-            generation = self._generation
             self._wakeup.wait_for(
                 lambda: self._generation != generation or self._stop.is_set(),
                 timeout=seconds,

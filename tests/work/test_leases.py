@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 
 import bot.clock
-from bot.domain import NewRequest, State
+from bot.domain import State
 from bot.store import Store
 from bot.work.fence import LeaseLost, holding
 from bot.work.leases import Keeper
 from bot.work.queue import Claimed, Lease, Queue, Work
 from bot.work.workers import Done, Result, Workers
+from tests.work.owed import request_with
 
 
 class Monotonic:
@@ -39,13 +39,6 @@ pytestmark = pytest.mark.engines
 
 
 @pytest.fixture
-def store(database: str) -> Iterator[Store]:
-    store = Store(database)
-    yield store
-    store.close()
-
-
-@pytest.fixture
 def step_clock(monkeypatch: pytest.MonkeyPatch) -> object:
     """`step_clock(seconds)`: the wall clock jumps by `seconds` from here on."""
     real = bot.clock.utcnow
@@ -56,16 +49,6 @@ def step_clock(monkeypatch: pytest.MonkeyPatch) -> object:
         offset[0] += timedelta(seconds=seconds)
 
     return step
-
-
-def request_with(store: Store, *work: Work, name: str = "keep-me") -> int:
-    new = NewRequest(
-        source_snapshot_id="4ca46bf1-5c61-48ff-b4f3-0ad4e5e3ba90",
-        backup_name=name,
-        requested_by="U0REQ",
-        channel_id="C0INCIDENT",
-    )
-    return store.create(new, state=State.APPROVED, expires_at=None, actor="U0REQ", work=work).id
 
 
 def claimed(store: Store, holder: str = "holder-a") -> Claimed:

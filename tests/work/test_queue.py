@@ -5,32 +5,14 @@ job, and a release gives the attempt back."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
 
-from bot.domain import NewRequest, State
 from bot.store import Store
 from bot.work.queue import Queue, Work
+from tests.work.owed import request_with
 
 pytestmark = pytest.mark.engines
-
-
-@pytest.fixture
-def store(database: str) -> Iterator[Store]:
-    store = Store(database)
-    yield store
-    store.close()
-
-
-def request_with(store: Store, *work: Work, name: str = "keep-me") -> int:
-    new = NewRequest(
-        source_snapshot_id="4ca46bf1-5c61-48ff-b4f3-0ad4e5e3ba90",
-        backup_name=name,
-        requested_by="U0REQ",
-        channel_id="C0INCIDENT",
-    )
-    return store.create(new, state=State.APPROVED, expires_at=None, actor="U0REQ", work=work).id
 
 
 def test_sixteen_threads_claim_each_row_once(store: Store) -> None:
