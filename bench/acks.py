@@ -47,11 +47,23 @@ class AckResult:
 
 
 class AckBench:
-    def __init__(self, load: LoadProcess, slack: WatchedSlack, bot: Served, bare: Served) -> None:
+    def __init__(
+        self,
+        load: LoadProcess,
+        slack: WatchedSlack,
+        bot: Served,
+        bare: Served,
+        *,
+        bare_calls: bool = False,
+    ) -> None:
+        """`bare_calls`: the bare app makes the same Web API call after acknowledging (the
+        typical app opens its modal), so its batches too wait for theirs: none of them is then
+        counted as snapcopy's."""
         self.load = load
         self.slack = slack
         self.bot = bot
         self.bare = bare
+        self.bare_calls = bare_calls
         self.sent_to_bot = 0
         self._serial = 0
 
@@ -64,9 +76,13 @@ class AckBench:
         return built
 
     def send(self, served: Served, kind: Kind, n: int, concurrency: int) -> Batch:
+        waits = served is self.bare and self.bare_calls and kind.lazy_call is not None
+        before = self.slack.count(kind.lazy_call) if waits and kind.lazy_call else 0
         batch = self.load.run(served.port, self._requests(served, kind, n), concurrency)
         if served is self.bot:
             self.sent_to_bot += n
+        if waits and kind.lazy_call:
+            self.slack.wait_count((kind.lazy_call,), before + batch.statuses[200], DRAIN_TIMEOUT)
         return batch
 
     def send_to_bot(self, kind: Kind, n: int, concurrency: int) -> tuple[Batch, float]:

@@ -8,6 +8,9 @@ a pool of threads), or, with `--server gunicorn`, as snapcopy was served before 
 It registers the ids snapcopy answers in these benchmarks, with the App settings snapcopy uses
 (`process_before_response=True`, signatures verified, no token check at start-up), so the only
 difference left is what snapcopy's listeners and middleware do.
+
+`--server gunicorn --typical` is the Bolt app most teams run (issue #22's yardstick): gunicorn's
+threads, Bolt's defaults, and a command listener that acknowledges and then calls `views.open`.
 """
 
 from __future__ import annotations
@@ -31,15 +34,21 @@ if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 PROC_NAME = "snapcopy-bare"
+TYPICAL_ENV = "SNAPCOPY_BARE_TYPICAL"
 
 
-def build_bolt(signing_secret: str, token: str, api_url: str) -> App:
+def build_bolt(signing_secret: str, token: str, api_url: str, *, typical: bool = False) -> App:
+    """The bare app; `typical`: as most Bolt apps are written, the command's listener
+    acknowledges and then opens a modal itself, and Bolt runs it with its defaults
+    (`process_before_response` off: the listener runs on Bolt's threads and the answer leaves
+    once it has acknowledged)."""
     app = App(
         # Bolt asks auth.test once, on the first request, as it does for snapcopy: the same
         # Web API (the stand-in) answers both.
         client=WebClient(token=token, base_url=api_url),
         signing_secret=signing_secret,
-        process_before_response=True,  # as snapcopy: the answer leaves when ack() is called
+        # As snapcopy: the answer leaves when the listener returns, right after ack().
+        process_before_response=not typical,
         token_verification_enabled=False,
         ignoring_self_events_enabled=True,
     )
@@ -47,7 +56,11 @@ def build_bolt(signing_secret: str, token: str, api_url: str) -> App:
     def acknowledge(ack: Ack) -> None:
         ack()
 
-    app.command(COMMAND)(acknowledge)
+    def acknowledge_then_open(ack: Ack, body: dict[str, object], client: WebClient) -> None:
+        ack()
+        client.views_open(trigger_id=str(body["trigger_id"]), view=_MODAL)
+
+    app.command(COMMAND)(acknowledge_then_open if typical else acknowledge)
     app.action(Action.APPROVE)(acknowledge)
     app.action(Action.DENY)(acknowledge)
     app.view(Callback.COPY_MODAL)(acknowledge)
@@ -71,12 +84,20 @@ def wsgi(app: App) -> WSGIApplication:
     return serve
 
 
+_MODAL = {
+    "type": "modal",
+    "title": {"type": "plain_text", "text": "Copy a snapshot"},
+    "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "A bare modal."}}],
+}
+
+
 def bare_wsgi() -> WSGIApplication:
     return wsgi(
         build_bolt(
             os.environ["SLACK_SIGNING_SECRET"],
             os.environ["SLACK_BOT_TOKEN"],
             os.environ.get("SLACK_API_URL", WebClient.BASE_URL),
+            typical=os.environ.get(TYPICAL_ENV) == "1",
         )
     )
 
@@ -111,7 +132,14 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--server", choices=("front", "gunicorn"), default="front")
+    parser.add_argument(
+        "--typical",
+        action="store_true",
+        help="the command's listener opens a modal after acknowledging, with Bolt's defaults",
+    )
     args = parser.parse_args()
+    if args.typical:
+        os.environ[TYPICAL_ENV] = "1"  # read in gunicorn's worker, after the fork
     if args.server == "gunicorn":
         GunicornServer(host=args.host, port=args.port).run()
     else:
