@@ -48,6 +48,10 @@ COPY = "copy"
 FOLLOW = "follow"
 # DWS's answers for a snapshot id it does not know (or will not show).
 _MISSING_CODES = frozenset({"DWS.5149", "DWS.0015"})
+# After this long following a copy (or half the follow time, if shorter), a copy DWS knows by
+# neither id nor name is taken as deleted: the request fails and the thread is told, rather
+# than being followed in silence until the follow time runs out.
+MISSING_GRACE_SECONDS = 600.0
 FROZEN_STATUSES = frozenset({SnapshotStatus.FROZEN, SnapshotStatus.POLICE_FROZEN})
 FROZEN_SLOWDOWN = 4
 KNOWN_STATUSES = frozenset(status.value for status in SnapshotStatus)
@@ -290,6 +294,13 @@ class Copier:
             found = self._dws(request).find_snapshot_by_name(request.backup_name)
         except DwsError as lookup_error:
             return self._again(job, request, lookup_error)
+        if found is None and self._missing_for_good(job):
+            return self._fail(
+                request,
+                f"The copy {request.new_snapshot_id} ({request.backup_name}) no longer exists in "
+                "DWS: neither its id nor its name is known there any more, so it was deleted "
+                "outside snapcopy. Nothing more will happen for this request.",
+            )
         if found is None or found.id == request.new_snapshot_id:
             return self._again(job, request, error)
         self.store.update(
@@ -299,6 +310,12 @@ class Copier:
             details={"snapshot_id": found.id, "instead_of": request.new_snapshot_id},
         )
         return Retry(after=0.0, fresh=True)
+
+    def _missing_for_good(self, job: Claimed) -> bool:
+        """Right after the copy call DWS may not list a new snapshot yet; once it has been
+        followed for a while, a snapshot DWS knows by neither id nor name is gone."""
+        grace = min(MISSING_GRACE_SECONDS, self.follow_seconds / 2)
+        return age_seconds(job.payload.get("since") or job.created_at) > grace
 
     def _followed_too_long(self, job: Claimed) -> bool:
         return age_seconds(job.payload.get("since") or job.created_at) > self.follow_seconds

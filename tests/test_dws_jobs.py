@@ -4,19 +4,21 @@ what each answer does to the request, and when the job is due again."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
+from bot.clock import iso, utcnow
 from bot.domain import CopyRequest, NewRequest, State
 from bot.dws.client import DwsClient, RetryPolicy, build_http_client
 from bot.dws.regional import RegionalDws
 from bot.dws.signer import AkSkAuth
-from bot.dws_jobs import Copier, copy_job, follow_job
+from bot.dws_jobs import FOLLOW, Copier, copy_job
 from bot.store import Store
 from bot.work.backoff import Backoff
-from bot.work.queue import Claimed, Work
+from bot.work.queue import Claimed, Queue, Work
 from bot.work.workers import Done, Retry
 from tests.dws.fakes import (
     AK,
@@ -54,9 +56,7 @@ def copier(store: Store, fake: FakeDws) -> Iterator[Copier]:
     with build_http_client(BASE_URL, auth, transport=httpx.MockTransport(fake)) as http:
         dws = RegionalDws({"": DwsClient(http, PROJECT, retry=RetryPolicy(attempts=1))})
         # The upper bound of each backoff: exact figures.
-        yield Copier(
-            store, dws, poll_seconds=POLL, follow_seconds=3600, backoff=Backoff(base=2.0)
-        )
+        yield Copier(store, dws, poll_seconds=POLL, follow_seconds=3600, backoff=Backoff(base=2.0))
 
 
 def approved(store: Store, work: Work | None = None) -> CopyRequest:
@@ -156,9 +156,7 @@ def test_throttling_waits_for_retry_after_and_says_so_once(
     assert kinds(store, request).count("dws_retrying") == 1, "once per problem"
 
 
-def test_a_definite_refusal_fails_the_request(
-    store: Store, copier: Copier, fake: FakeDws
-) -> None:
+def test_a_definite_refusal_fails_the_request(store: Store, copier: Copier, fake: FakeDws) -> None:
     request = approved(store)
     fake.queue(listing(), dws_error(400, "DWS.0001", "bad name"))
 
@@ -168,8 +166,10 @@ def test_a_definite_refusal_fails_the_request(
     assert (failed.state, failed.error_code) == (State.FAILED, "DWS.0001")
 
 
-def following(store: Store, status: str = "CREATING") -> CopyRequest:
-    request = approved(store, follow_job())
+def following(store: Store, status: str = "CREATING", *, minutes: float = 0.0) -> CopyRequest:
+    """A request whose copy is being made, followed for `minutes` so far."""
+    since = iso(utcnow() - timedelta(minutes=minutes))
+    request = approved(store, Work(Queue.DWS, FOLLOW, {"since": since}))
     store.transition(
         request.id,
         allowed_from=[State.APPROVED],
@@ -289,3 +289,33 @@ def test_an_already_exists_answer_without_such_a_snapshot_is_tried_again(
 
     assert isinstance(run(store, copier), Retry)
     assert store.require(request.id).state == State.COPYING
+
+
+# --- a copy deleted outside snapcopy while it is followed -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("minutes", "state"),
+    [(1, State.COPYING), (11, State.FAILED)],
+    ids=["new-copy-looked-for-again", "followed-a-while-fails-plainly"],
+)
+def test_a_copy_dws_knows_by_neither_id_nor_name(
+    store: Store, copier: Copier, fake: FakeDws, minutes: float, state: State
+) -> None:
+    """Right after the copy call DWS may not show the new snapshot yet; ten minutes on, a
+    snapshot it knows by neither id nor name was deleted outside snapcopy."""
+    request = following(store, minutes=minutes)
+    fake.queue(dws_error(404, "DWS.0015"), listing())
+
+    result = run(store, copier)
+
+    after = store.require(request.id)
+    assert after.state == state
+    if state == State.COPYING:
+        assert isinstance(result, Retry)
+        return
+    assert isinstance(result, Done)
+    assert after.error is not None and "no longer exists in DWS" in after.error
+    assert NEW_ID in after.error and "keep-me" in after.error
+    told = [row["payload"] for row in store.work_rows(request.id) if row["kind"] == "news"]
+    assert any('"news": "failed"' in payload for payload in told), told
