@@ -136,8 +136,8 @@ class Workers:
 
     def wake(self, added_to: Queue | None = None) -> None:
         """New work may be due now: one waiting thread looks at once instead of at its next
-        poll. A thread that claims a row wakes the next, so rows added together are taken in
-        parallel, and no thread looks for work that is not there (a herd of reads).
+        poll. A woken thread that claims a row wakes the next, so rows added together are
+        taken in parallel, and no thread looks for work that is not there (a herd of reads).
 
         `added_to`: the queue a commit added work to. Only its own workers wake, and none
         when the work was added by one of them: that thread claims again as soon as its row
