@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bench import payloads
 from bench.acks import AckBench, AckResult, Kind
-from bench.engines import FULL, QUICK, Plan
+from bench.engines import FLOWS_AT_ONCE, FULL, QUICK, Plan, bot_env
 from bench.flows import FlowDriver
 from bench.load import LoadProcess
 from bench.ramp import Ramp, Step
@@ -33,17 +33,9 @@ from bench.report import with_section
 from bench.run import BARE_ARGV, BOT_ARGV, kinds
 from bench.servers import Served, launch
 from bench.standins import WatchedSlack, start_dws, start_slack
-from tests.harness import (
-    BOT_TOKEN,
-    POLICY_TOML,
-    REQUESTER,
-    SIGNING_SECRET,
-    bot_environment,
-    write_policy,
-)
+from tests.harness import BOT_TOKEN, REQUESTER, SIGNING_SECRET
 
 SECTION = "bench.ack_goals"
-FLOWS_AT_ONCE = 8
 # Issue #22's yardsticks: flows per second measured before it (this many, on its machine).
 FLOWS_BEFORE = 35.0
 
@@ -87,7 +79,8 @@ def _run(plan: Plan, work: Path, workers: int) -> tuple[list[Goal], int]:
     started: list[Served] = []
     try:
         argv = (*BOT_ARGV, "--workers", str(workers)) if workers > 1 else BOT_ARGV
-        bot = _launch(started, "snapcopy", argv, _bot_env(work, slack, dws.url), work)
+        database = str(work / "snapcopy.db")
+        bot = _launch(started, "snapcopy", argv, bot_env(work, slack, dws.url, database), work)
         bare_env: dict[str, str | None] = {
             "SLACK_BOT_TOKEN": BOT_TOKEN,
             "SLACK_SIGNING_SECRET": SIGNING_SECRET,
@@ -96,7 +89,7 @@ def _run(plan: Plan, work: Path, workers: int) -> tuple[list[Goal], int]:
         bare = _launch(started, "bare", BARE_ARGV, bare_env, work)
         typical_argv = (*BARE_ARGV, "--server", "gunicorn", "--typical")
         typical = _launch(started, "typical", typical_argv, bare_env, work)
-        driver = FlowDriver(bot.url, str(work / "snapcopy.db"), slack, source.id)
+        driver = FlowDriver(bot.url, database, slack, source.id)
         return _measure(plan, load, slack, dws, bot, bare, typical, driver, source.id)
     finally:
         for served in started:
@@ -112,14 +105,6 @@ def _launch(
     served = launch(name, argv, env, cwd=work)
     started.append(served)
     return served
-
-
-def _bot_env(work: Path, slack: WatchedSlack, dws_url: str) -> dict[str, str | None]:
-    policy = write_policy(work / "snapcopy.toml", POLICY_TOML)
-    env = bot_environment(
-        slack_api_url=slack.api_url, dws_url=dws_url, db=work / "snapcopy.db", policy=policy
-    )
-    return {**env, "SNAPCOPY_POLL_SECONDS": "1"}
 
 
 def _measure(

@@ -76,13 +76,14 @@ class AckBench:
         return built
 
     def send(self, served: Served, kind: Kind, n: int, concurrency: int) -> Batch:
-        waits = served is self.bare and self.bare_calls and kind.lazy_call is not None
-        before = self.slack.count(kind.lazy_call) if waits and kind.lazy_call else 0
+        # The Web API call to wait for after the bare app's batch, if it makes one.
+        call = kind.lazy_call if served is self.bare and self.bare_calls else None
+        before = self.slack.count(call) if call else 0
         batch = self.load.run(served.port, self._requests(served, kind, n), concurrency)
         if served is self.bot:
             self.sent_to_bot += n
-        if waits and kind.lazy_call:
-            self.slack.wait_count((kind.lazy_call,), before + batch.statuses[200], DRAIN_TIMEOUT)
+        if call:
+            self.slack.wait_count((call,), before + batch.statuses[200], DRAIN_TIMEOUT)
         return batch
 
     def send_to_bot(self, kind: Kind, n: int, concurrency: int) -> tuple[Batch, float]:

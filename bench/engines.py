@@ -84,7 +84,7 @@ def _run(plan: Plan, work: Path) -> tuple[list[tuple[str, float, float]], int]:
             ("sqlite", str(work / "snapcopy.db")),
             ("postgresql", postgres.url(postgres.create_database())),
         ):
-            served = launch(name, BOT_ARGV, _env(work, slack, dws.url, database), cwd=work)
+            served = launch(name, BOT_ARGV, bot_env(work, slack, dws.url, database), cwd=work)
             engines.append(Engine(name, served, FlowDriver(served.url, database, slack, source.id)))
         return _measure(plan, load, slack, dws, engines)
     finally:
@@ -96,7 +96,9 @@ def _run(plan: Plan, work: Path) -> tuple[list[tuple[str, float, float]], int]:
         postgres.server.cleanup()
 
 
-def _env(work: Path, slack: WatchedSlack, dws_url: str, database: str) -> dict[str, str | None]:
+def bot_env(work: Path, slack: WatchedSlack, dws_url: str, database: str) -> dict[str, str | None]:
+    """`snapcopy serve`'s environment in a benchmark: the stand-ins, `database`, the test
+    policy, and copies followed every second (the stand-in makes them in about one)."""
     policy = write_policy(work / "snapcopy.toml", POLICY_TOML)
     env = bot_environment(slack_api_url=slack.api_url, dws_url=dws_url, db=database, policy=policy)
     return {**env, "SNAPCOPY_POLL_SECONDS": "1"}

@@ -314,11 +314,10 @@ class Copier:
     def _missing_for_good(self, job: Claimed) -> bool:
         """Right after the copy call DWS may not list a new snapshot yet; once it has been
         followed for a while, a snapshot DWS knows by neither id nor name is gone."""
-        grace = min(MISSING_GRACE_SECONDS, self.follow_seconds / 2)
-        return age_seconds(job.payload.get("since") or job.created_at) > grace
+        return _followed_for(job) > min(MISSING_GRACE_SECONDS, self.follow_seconds / 2)
 
     def _followed_too_long(self, job: Claimed) -> bool:
-        return age_seconds(job.payload.get("since") or job.created_at) > self.follow_seconds
+        return _followed_for(job) > self.follow_seconds
 
     def _stop_following(self, request: CopyRequest, reason: str) -> Result:
         """The copy exists; only our view of it stops. `/snapcopy status` or a restart resumes."""
@@ -393,6 +392,12 @@ class Copier:
         )
         step("failed", failed, error=sentence, error_code=code, dws_request_id=dws_request_id)
         return Done("failed" if failed else "decided elsewhere")
+
+
+def _followed_for(job: Claimed) -> float:
+    """Seconds since the copy began to be followed (a follow row keeps its `since` through
+    its retries)."""
+    return age_seconds(job.payload.get("since") or job.created_at)
 
 
 def _failure(error: DwsError | InvalidInput | str) -> tuple[str, str | None, str | None]:

@@ -24,8 +24,9 @@ SOON = 5.0
 
 
 def started(store: Store, queue: Queue, handler: Handler, threads: int = 3) -> Workers:
-    workers = Workers(store, queue, handler, f"{queue}-holder", threads=threads)
-    workers.idle_seconds = NO_POLL
+    workers = Workers(
+        store, queue, handler, f"{queue}-holder", threads=threads, idle_seconds=NO_POLL
+    )
     store.on_new_work(workers.wake)
     workers.start()
     time.sleep(0.3)  # every thread has looked once, found nothing and sleeps
