@@ -319,3 +319,16 @@ def test_a_copy_dws_knows_by_neither_id_nor_name(
     assert NEW_ID in after.error and "keep-me" in after.error
     told = [row["payload"] for row in store.work_rows(request.id) if row["kind"] == "news"]
     assert any('"news": "failed"' in payload for payload in told), told
+
+
+def test_a_vanished_copy_is_not_failed_while_the_list_cannot_be_read(
+    store: Store, copier: Copier, fake: FakeDws
+) -> None:
+    """Only an answer that lists no such snapshot counts: DWS unavailable is retried."""
+    request = following(store, minutes=11)
+    fake.queue(dws_error(404, "DWS.0015"), dws_error(503, "DWS.0047", "Service unavailable."))
+
+    assert isinstance(run(store, copier), Retry)
+
+    assert store.require(request.id).state == State.COPYING
+    assert "copy_failed" not in kinds(store, request)
