@@ -105,9 +105,11 @@ def add(db: Db, request_id: int, work: Sequence[Work], at: str) -> None:
             " created_at) SELECT ?, ?, ?, ?, ?, ?, ?"
         )
         if item.coalesce:
+            # The waiting row is locked until this commits: a claim made meanwhile would read
+            # the request as it was before, and the change would never be shown.
             insert += (
                 " WHERE NOT EXISTS (SELECT 1 FROM work WHERE request_id = ? AND kind = ?"
-                " AND queue = ? AND done_at IS NULL AND claimed_by IS NULL)"
+                f" AND queue = ? AND done_at IS NULL AND claimed_by IS NULL{db.dialect.lock_row})"
             )
             values += [request_id, item.kind, item.queue]
         db.execute(insert, values)

@@ -8,8 +8,10 @@ import threading
 
 import pytest
 
+from bot.clock import now_iso
 from bot.store import Store
-from bot.work.queue import Queue, Work
+from bot.work import queue as work_queue
+from bot.work.queue import Claimed, Queue, Work
 from tests.work.owed import request_with
 
 pytestmark = pytest.mark.engines
@@ -90,3 +92,25 @@ def test_coalesced_rows_are_added_once_while_one_waits(store: Store) -> None:
     store.add_work(request_id, [root])
     assert len(store.open_work(request_id)) == 1
     assert store.owed()[Queue.SLACK][0] == 1 and store.owed()[Queue.DWS] == (0, None)
+
+
+def test_a_coalesced_row_is_not_lost_to_a_claim_while_its_change_commits(store: Store) -> None:
+    """A change that leaves its root update to the one already waiting relies on that row
+    being claimed after the change commits; a claim made meanwhile would read the request as it
+    was, and the change would never be shown. Such a claim waits for it, or passes the row."""
+    request_id = request_with(store)
+    root = Work(Queue.SLACK, "root", coalesce=True)
+    store.add_work(request_id, [root])
+    claimed: list[Claimed | None] = []
+    claimer = threading.Thread(target=lambda: claimed.append(store.claim(Queue.SLACK, "w", 60)))
+
+    with store._transaction() as db:  # a state change that owes a root update
+        work_queue.add(db, request_id, [root], now_iso())
+        claimer.start()
+        claimer.join(timeout=0.5)
+        claimed_meanwhile = list(claimed)
+    claimer.join()
+
+    assert claimed_meanwhile in ([], [None])
+    after = claimed[0] or store.claim(Queue.SLACK, "w", 60)
+    assert after is not None and after.kind == "root"
