@@ -130,6 +130,10 @@ def guarded(content_type: str, body: bytes) -> bool:
     """Whether a request is one that acts (a command, a click, a submission, a shortcut)."""
     if not content_type.startswith("application/x-www-form-urlencoded"):
         return False  # Events API deliveries: JSON, deduplicated by event id
+    if not any(read.encode() in body for read in _READS):
+        # A read's type is spelled out in the form (letters and `_` are never escaped). Most
+        # requests are told apart here, without decoding a large body twice (Bolt does it too).
+        return True
     form = parse_qs(body.decode("utf-8", "replace"))
     if "command" in form:
         return True

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from bot.domain import CopyRequest, State
+from bot.replays import guarded
 from bot.slack.ids import Action, Block, Callback, button_value
 from tests import slackreq
 from tests.conftest import StartServer
@@ -138,3 +139,22 @@ def test_requests_signed_anew_are_not_replays(
     while len([c for c in slack.calls("chat.postEphemeral") if c["user"] == REQUESTER]) < 2:
         assert time.monotonic() < deadline, "the second click was taken for a replay"
         time.sleep(0.05)
+
+
+def test_only_reads_and_events_go_unguarded() -> None:
+    """Which requests the replay guard records: everything that acts, including a click whose
+    words happen to name a read, and neither a suggestion nor an Events API delivery."""
+    click = slackreq.block_actions(APPROVER, Action.APPROVE, "1", block_id=Block.DECISION)
+    naming_a_read = slackreq.block_actions(
+        APPROVER, Action.APPROVE, "block_suggestion", block_id=Block.DECISION
+    )
+    suggestion = slackreq.block_suggestion(REQUESTER, Action.PICK_SNAPSHOT, "dws-prod")
+    mention = slackreq.app_mention(REQUESTER, "copy block_suggestion")
+    command = slackreq.slash_command(REQUESTER, "block_suggestion")
+
+    assert guarded(click.content_type, click.body)
+    assert guarded(naming_a_read.content_type, naming_a_read.body)
+    assert guarded(command.content_type, command.body)
+    assert not guarded(suggestion.content_type, suggestion.body)
+    event = json.dumps(mention).encode()
+    assert not guarded(slackreq.JSON, event)
