@@ -94,7 +94,9 @@ def test_coalesced_rows_are_added_once_while_one_waits(store: Store) -> None:
     assert store.owed()[Queue.SLACK][0] == 1 and store.owed()[Queue.DWS] == (0, None)
 
 
-def test_a_coalesced_row_is_not_lost_to_a_claim_while_its_change_commits(store: Store) -> None:
+def test_a_coalesced_row_is_not_lost_to_a_claim_while_its_change_commits(
+    store: Store, database: str
+) -> None:
     """A change that leaves its root update to the one already waiting relies on that row
     being claimed after the change commits; a claim made meanwhile would read the request as it
     was, and the change would never be shown. Such a claim waits for it, or passes the row."""
@@ -102,7 +104,9 @@ def test_a_coalesced_row_is_not_lost_to_a_claim_while_its_change_commits(store: 
     root = Work(Queue.SLACK, "root", coalesce=True)
     store.add_work(request_id, [root])
     claimed: list[Claimed | None] = []
-    claimer = threading.Thread(target=lambda: claimed.append(store.claim(Queue.SLACK, "w", 60)))
+    # Another process's store, patient enough to outwait the change on SQLite's one writer.
+    other = Store(database, wait_seconds=30)
+    claimer = threading.Thread(target=lambda: claimed.append(other.claim(Queue.SLACK, "w", 60)))
 
     with store._transaction() as db:  # a state change that owes a root update
         work_queue.add(db, request_id, [root], now_iso())
@@ -110,6 +114,7 @@ def test_a_coalesced_row_is_not_lost_to_a_claim_while_its_change_commits(store: 
         claimer.join(timeout=0.5)
         claimed_meanwhile = list(claimed)
     claimer.join()
+    other.close()
 
     assert claimed_meanwhile in ([], [None])
     after = claimed[0] or store.claim(Queue.SLACK, "w", 60)
