@@ -245,7 +245,7 @@ def test_example_policy_file_parses() -> None:
         ("[approval]\nremind_after_minutes = nan\n", "'approval.remind_after_minutes'"),
         ('[approval]\nnotify = ["bob"]\n', "'bob' is not a Slack user ID"),
         ("[[rules]]\napprovals = 2\n", "[[rules]] #1 (line 1) 'clusters'"),
-        ('[[rules]]\nclusters = []\n', "[[rules]] #1 (line 1) 'clusters'"),
+        ("[[rules]]\nclusters = []\n", "[[rules]] #1 (line 1) 'clusters'"),
         ('[[rules]]\nclusters = ["prod-[a"]\n', "'prod-[a' is not a cluster name glob"),
         ('[[rules]]\nclusters = ["prod *"]\n', "is not a cluster name glob"),
         ('\n[[rules]]\nclusters = ["x"]\ncluster = ["y"]\n', "#1 (line 2) unknown key 'cluster'"),

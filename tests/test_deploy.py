@@ -36,8 +36,7 @@ def test_requirements_txt_installs_the_project_with_pyprojects_dependencies_pinn
     first, *pinned = requirement_lines()
     assert first == ".", "snapcopy itself, built from pyproject.toml (not editable)"
     declared = {
-        canonicalize_name(r.name): r
-        for r in map(Requirement, PYPROJECT["project"]["dependencies"])
+        canonicalize_name(r.name): r for r in map(Requirement, PYPROJECT["project"]["dependencies"])
     }
     pins = {}
     for line in pinned:

@@ -92,7 +92,7 @@ def test_no_lease_sql_outside_the_queue() -> None:
 
 
 def test_queue_names_are_written_once() -> None:
-    """"dws" and "slack" as queue names live in `Queue`; anywhere else they are a typo away."""
+    """ "dws" and "slack" as queue names live in `Queue`; anywhere else they are a typo away."""
     literal = re.compile(r"""["'](dws|slack)["']""")
     member = re.compile(r"""^\s*[A-Z_]+ = ["'](dws|slack)["']""")  # an enum's own member
     found = [

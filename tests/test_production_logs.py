@@ -282,7 +282,6 @@ def get(url: str, timeout: float = 10.0) -> httpx.Response:
             time.sleep(0.05)
 
 
-
 def test_a_copy_deleted_without_approval_is_logged_as_deleted(
     start_server: StartServer, slack: SlackStandIn, dws_snapshots: list[Any]
 ) -> None:

@@ -119,9 +119,7 @@ def test_the_reason_is_marked_required_once_a_snapshot_of_such_a_cluster_is_pick
 
     updates = {}
     for cluster in ("dws-prod", "dws-analytics"):
-        snapshot = next(
-            s for s in dws_snapshots if s.is_automated and s.cluster_name == cluster
-        )
+        snapshot = next(s for s in dws_snapshots if s.is_automated and s.cluster_name == cluster)
         option = {"text": {"type": "plain_text", "text": snapshot.name}, "value": snapshot.id}
         before = len(slack.calls("views.update"))
         view = opened | {"id": "V0FORM", "hash": "1.2"}

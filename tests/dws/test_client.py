@@ -273,7 +273,11 @@ def test_one_odd_snapshot_does_not_break_the_list(
     assert [s.name for s in snapshots] == ["kept", "", "last"]
     odd = snapshots[1]
     assert (odd.type, odd.size, odd.description, odd.started, odd.is_automated) == (
-        "", None, "", None, False
+        "",
+        None,
+        "",
+        None,
+        False,
     )
     skipped = [r for r in caplog.records if "unreadable snapshot" in r.getMessage()]
     assert len(skipped) == 1 and skipped[0].__dict__["position"] == 2

@@ -300,7 +300,9 @@ def test_deny_on_home_opens_the_deny_modal_then_tells_the_thread_and_republishes
     modal = slack.wait_for("views.open", lambda c: c["view"]["callback_id"] == Callback.DENY_MODAL)
     metadata = modal["view"]["private_metadata"]
     assert json.loads(metadata) == {
-        "request_id": request.id, "token": request.token, "from_home": True
+        "request_id": request.id,
+        "token": request.token,
+        "from_home": True,
     }
     assert server.store.require(request.id).state == State.PENDING_APPROVAL
     seen = publishes_for(slack, APPROVER)
