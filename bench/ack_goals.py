@@ -208,7 +208,8 @@ def _section(lines: list[str], workers: int, failures: int, seconds: float) -> s
         " gunicorn's threads with Bolt's defaults, its command listener acknowledging and then"
         " calling `views.open`; the bare app is served like snapcopy and only acknowledges. Each"
         " figure alternates chunks of requests between snapcopy and the app it is compared"
-        " with. Nothing failed or was lost" + ("." if failures == 0 else f": {failures} did.")
+        " with. "
+        + ("Nothing failed or was lost." if failures == 0 else f"{failures} failed or were lost.")
     )
     return "\n".join(["## Issue #22's goals", "", textwrap.fill(intro, 96), "", *lines])
 

@@ -45,6 +45,8 @@ WAIT_SECONDS = 2.5
 STORE_WAIT_SECONDS = 0.25
 # Interactions that only read: answered afresh every time.
 _READS = frozenset({"block_suggestion"})
+# How each read's type appears in a form body: as it is (letters and `_` are never escaped).
+_READ_MARKS = tuple(read.encode() for read in _READS)
 # What a replay gets when the first request's answer is not known (it is still running
 # elsewhere, or its process died): a refusal that changes nothing.
 UNKNOWN: Answer = (409, "application/json", b'{"ok": false, "error": "replayed_request"}')
@@ -130,9 +132,8 @@ def guarded(content_type: str, body: bytes) -> bool:
     """Whether a request is one that acts (a command, a click, a submission, a shortcut)."""
     if not content_type.startswith("application/x-www-form-urlencoded"):
         return False  # Events API deliveries: JSON, deduplicated by event id
-    if not any(read.encode() in body for read in _READS):
-        # A read's type is spelled out in the form (letters and `_` are never escaped). Most
-        # requests are told apart here, without decoding a large body twice (Bolt does it too).
+    if not any(mark in body for mark in _READ_MARKS):
+        # A body that names no read acts: it need not be decoded here as well as in Bolt.
         return True
     form = parse_qs(body.decode("utf-8", "replace"))
     if "command" in form:

@@ -210,7 +210,9 @@ class Workers:
             # What was due is held by another thread, or waits behind a row of its request
             # that is: the holder goes on to it when it is done. After a run, the read says
             # how long to sleep.
-            return (self._until_due() if ran else 0.0) or self.idle_seconds
+            if ran:
+                return self._until_due() or self.idle_seconds
+            return self.idle_seconds
         self.keeper.hold(claimed)
         if not ran:
             # Woken for new work: there may be more, so the next thread looks. A thread that
